@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from traject.types import InfraError
+
 
 class ExecResult(BaseModel):
     """What one command run in a sandbox gave back.
@@ -29,7 +31,7 @@ class ExecResult(BaseModel):
         return self.exit_code == 0 and not self.timed_out
 
 
-class SandboxError(RuntimeError):
+class SandboxError(InfraError):
     """The sandbox itself failed (container gone, daemon down): an infrastructure error,
     never the agent's fault."""
 
