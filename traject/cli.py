@@ -14,6 +14,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="traject: RL 
 console = Console()
 
 
+@app.callback()
+def _root() -> None:
+    """traject: RL for multi-turn tool-using LLM agents."""
+
+
 @app.command()
 def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool's JSON schema.")) -> None:
     """List the registered envs and tools."""
