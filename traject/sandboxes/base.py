@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from traject.types import InfraError
+
 
 class ExecResult(BaseModel):
     """What one command run in a sandbox gave back.
@@ -49,7 +51,7 @@ class SessionResult(BaseModel):
     truncated: bool = False
 
 
-class SandboxError(RuntimeError):
+class SandboxError(InfraError):
     """The sandbox itself failed (container gone, daemon down): an infrastructure error,
     never the agent's fault."""
 

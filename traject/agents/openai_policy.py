@@ -1,0 +1,185 @@
+"""OpenAIPolicy: any OpenAI-compatible chat endpoint (vLLM ``serve``, SGLang, OpenAI).
+
+Tools go to the endpoint natively (``tools=``), or, with ``tool_format="hermes"`` (or another
+format), are rendered into the system prompt and parsed back out of the text, for endpoints
+that serve a model without a tool parser. Transient failures (connection errors, timeouts,
+429 and 5xx) are retried with exponential backoff and jitter; when retries run out the
+policy raises PolicyError, which marks the trajectory ``infra_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict
+
+from traject.agents.parsers import get_format
+from traject.agents.parsers.base import ToolCallFormat
+from traject.agents.policy import PolicyError, PolicyOutput
+from traject.episode import current_episode
+from traject.types import ImagePart, Message, TextPart, ToolCall, ToolSchema
+
+
+class OpenAIPolicyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = None
+    temperature: float = 1.0
+    top_p: float | None = None
+    max_tokens: int | None = 1024
+    tool_format: str | None = None  # None: native tools; else a format name ("hermes", ...)
+    request_timeout_s: float = 120.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    backoff_max_s: float = 20.0
+    send_seed: bool = True
+    extra_body: dict[str, Any] = {}
+
+
+def content_to_openai(content: str | list[Any]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for p in content:
+        if isinstance(p, TextPart):
+            parts.append({"type": "text", "text": p.text})
+        elif isinstance(p, ImagePart):
+            url = p.url or f"data:{p.mime_type};base64,{p.data}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def messages_to_openai(messages: list[Message], fmt: ToolCallFormat | None = None) -> list[dict[str, Any]]:
+    """Messages in the chat API's shape. With a text format, tool calls and results are text."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "assistant":
+            if fmt is not None:
+                out.append({"role": "assistant", "content": fmt.render_calls(m.text, m.tool_calls)})
+                continue
+            d: dict[str, Any] = {"role": "assistant", "content": m.text or None}
+            if m.tool_calls:
+                d["tool_calls"] = [{
+                    "id": c.id, "type": "function",
+                    "function": {"name": c.name, "arguments": c.raw if c.error is not None and c.raw is not None
+                                 else json.dumps(c.arguments, ensure_ascii=False)},
+                } for c in m.tool_calls]
+            out.append(d)
+        elif m.role == "tool":
+            if fmt is not None:
+                out.append({"role": "user", "content": fmt.render_result(m.name or "", m.text)})
+            else:
+                out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": content_to_openai(m.content)})
+        else:
+            out.append({"role": m.role, "content": content_to_openai(m.content)})
+    return out
+
+
+class OpenAIPolicy:
+    def __init__(self, config: OpenAIPolicyConfig | None = None, **kwargs: Any) -> None:
+        self.config = config or OpenAIPolicyConfig(**kwargs)
+        import openai
+
+        self._openai = openai
+        self.client = openai.AsyncOpenAI(
+            base_url=self.config.base_url, api_key=self.config.api_key or "EMPTY",
+            max_retries=0, timeout=self.config.request_timeout_s,
+        )
+        self.format = get_format(self.config.tool_format) if self.config.tool_format else None
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> OpenAIPolicy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _request(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
+        api_messages = messages_to_openai(messages, self.format)
+        req: dict[str, Any] = {"model": self.config.model, "messages": api_messages,
+                               "temperature": self.config.temperature}
+        if self.config.max_tokens is not None:
+            req["max_tokens"] = self.config.max_tokens
+        if self.config.top_p is not None:
+            req["top_p"] = self.config.top_p
+        if tools:
+            if self.format is None:
+                req["tools"] = [t.to_openai() for t in tools]
+            else:
+                rendered = self.format.render_tools(tools)
+                if api_messages and api_messages[0]["role"] == "system":
+                    api_messages[0] = {"role": "system", "content": f"{api_messages[0]['content']}\n\n{rendered}"}
+                else:
+                    api_messages.insert(0, {"role": "system", "content": rendered})
+        if self.config.send_seed and (ep := current_episode()) is not None:
+            req["seed"] = ep.seed % (2**31)
+        if self.config.extra_body:
+            req["extra_body"] = self.config.extra_body
+        return req
+
+    def _retryable(self, exc: Exception) -> bool:
+        o = self._openai
+        if isinstance(exc, (o.APIConnectionError, o.APITimeoutError, o.RateLimitError, o.InternalServerError)):
+            return True
+        return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
+
+    async def act(self, messages: list[Message], tools: list[ToolSchema]) -> PolicyOutput:
+        req = self._request(messages, tools)
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                resp = await self.client.chat.completions.create(**req)
+                break
+            except Exception as exc:  # noqa: BLE001 - sorted into retryable or not just below
+                if not isinstance(exc, self._openai.OpenAIError):
+                    raise
+                if not self._retryable(exc) or attempt >= self.config.max_retries:
+                    raise PolicyError(f"chat endpoint failed after {attempt + 1} attempt(s): "
+                                      f"{type(exc).__name__}: {exc}") from exc
+                delay = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
+                await anyio.sleep(delay * (0.5 + random.random()))
+                attempt += 1
+        if not resp.choices:
+            raise PolicyError("chat endpoint answered with no choices")
+        choice = resp.choices[0]
+        msg = choice.message
+        text = msg.content or ""
+        reasoning = getattr(msg, "reasoning_content", None) or getattr(msg, "reasoning", None)
+        if self.format is not None:
+            parsed = self.format.parse(text)
+            text, calls = parsed.content, parsed.tool_calls
+        else:
+            calls = [_native_call(c) for c in (msg.tool_calls or [])]
+        usage = resp.usage
+        return PolicyOutput(
+            message=Message.assistant(text, tool_calls=calls, reasoning=reasoning if isinstance(reasoning, str) else None),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_s=time.perf_counter() - t0,
+        )
+
+
+def _native_call(c: Any) -> ToolCall:
+    fn = getattr(c, "function", None)
+    name = getattr(fn, "name", None) or ""
+    raw = getattr(fn, "arguments", None) or ""
+    call_id = getattr(c, "id", None)
+    kwargs: dict[str, Any] = {"id": call_id} if call_id else {}
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        return ToolCall(name=name, raw=raw, error=f"the arguments are not valid JSON: {exc.msg} at position {exc.pos}", **kwargs)
+    if not isinstance(args, dict):
+        return ToolCall(name=name, raw=raw, error="the arguments must be a JSON object", **kwargs)
+    if not name:
+        return ToolCall(name="", raw=raw, error="the tool call has no function name", **kwargs)
+    return ToolCall(name=name, arguments=args, **kwargs)

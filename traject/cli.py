@@ -1,0 +1,63 @@
+"""The ``traject`` command. Each command parses its flags and calls the library: no logic
+lives here that a library user would also need."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="traject: RL for multi-turn tool-using LLM agents.")
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """traject: RL for multi-turn tool-using LLM agents."""
+
+
+@app.command()
+def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool's JSON schema.")) -> None:
+    """List the registered envs and tools."""
+    from traject.environments.registry import registry as env_registry
+    from traject.tools.registry import registry as tool_registry
+
+    table = Table(title="envs")
+    table.add_column("name")
+    table.add_column("tools")
+    table.add_column("description")
+    for name, entry in env_registry.entries().items():
+        try:
+            env = entry.make()
+            tools = env.tools
+        except Exception as exc:  # noqa: BLE001 - listing must not die on one env's missing extra
+            table.add_row(name, f"[red]unavailable: {exc}[/red]", entry.description)
+            continue
+        table.add_row(name, ", ".join(t.name for t in tools), entry.description)
+        if schemas:
+            for t in tools:
+                console.print_json(json.dumps(t.to_openai()))
+    console.print(table)
+    plugin_tools = tool_registry.items()
+    if plugin_tools:
+        t2 = Table(title="tool plugins (entry points 'traject.tools')")
+        t2.add_column("name")
+        t2.add_column("kind")
+        for name, provider in plugin_tools.items():
+            t2.add_row(name, type(provider).__name__ if not isinstance(provider, type) else f"toolset {provider.__name__}")
+        console.print(t2)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

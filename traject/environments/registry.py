@@ -1,0 +1,111 @@
+"""Named envs: ``traject.make(name, **config)``, and plugin discovery through the
+``traject.envs`` entry-point group.
+
+A plugin package declares::
+
+    [project.entry-points."traject.envs"]
+    my_env = "my_pkg.envs:ENTRY"        # an EnvEntry
+
+and a task source, so that ``traject eval --env my_env`` works without code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from traject.environments.base import Env
+from traject.types import Task
+
+ENTRY_POINT_GROUP = "traject.envs"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """A registered env: how to make one episode's Env, and where its tasks come from.
+
+    ``make(**config)`` returns a fresh Env. ``tasks(**options)`` returns tasks; the options
+    every built-in source understands are ``split``, ``n`` and ``seed``, plus ``path`` for
+    sources that load a benchmark's files.
+    """
+
+    name: str
+    make: Callable[..., Env]
+    tasks: Callable[..., list[Task]] | None = None
+    description: str = ""
+
+
+class EnvRegistry:
+    def __init__(self) -> None:
+        self._entries: dict[str, EnvEntry] = {}
+        self._discovered = False
+
+    def register(self, entry: EnvEntry, *, replace: bool = False) -> EnvEntry:
+        if entry.name in self._entries and self._entries[entry.name] is not entry and not replace:
+            raise ValueError(f"an env named {entry.name!r} is already registered; pass replace=True")
+        self._entries[entry.name] = entry
+        return entry
+
+    def discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        # Built-in envs register themselves on import.
+        import traject.environments.builtin  # noqa: F401
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+            except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+                log.warning("env plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+                continue
+            if isinstance(obj, EnvEntry):
+                entry = obj
+            elif callable(obj):
+                entry = EnvEntry(name=ep.name, make=obj)
+            else:
+                log.warning("env plugin %r (%s) is neither an EnvEntry nor a factory", ep.name, ep.value)
+                continue
+            if entry.name not in self._entries:
+                self._entries[entry.name] = entry
+
+    def get(self, name: str) -> EnvEntry:
+        self.discover()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"no env named {name!r}; registered envs: "
+                           f"{', '.join(sorted(self._entries)) or '(none)'}") from None
+
+    def entries(self) -> dict[str, EnvEntry]:
+        self.discover()
+        return dict(sorted(self._entries.items()))
+
+
+registry = EnvRegistry()
+
+
+def register_env(name: str, make: Callable[..., Env], *, tasks: Callable[..., list[Task]] | None = None,
+                 description: str = "", replace: bool = False) -> EnvEntry:
+    return registry.register(EnvEntry(name, make, tasks, description), replace=replace)
+
+
+def make(name: str, **config: Any) -> Env:
+    """Make a fresh Env of the registered ``name``; ``config`` goes to its factory."""
+    entry = registry.get(name)
+    try:
+        return entry.make(**config)
+    except TypeError as exc:
+        raise TypeError(f"env {name!r} does not accept this config ({sorted(config)}): {exc}") from exc
+
+
+def load_tasks(name: str, **options: Any) -> list[Task]:
+    """Tasks of the registered env ``name`` (``split``, ``n``, ``seed``, ``path``...)."""
+    entry = registry.get(name)
+    if entry.tasks is None:
+        raise ValueError(f"env {name!r} has no task source: pass tasks from a JSONL file instead")
+    return entry.tasks(**options)
