@@ -49,6 +49,7 @@ class SessionResult(BaseModel):
     exit_code: int | None = None
     duration_s: float = 0.0
     truncated: bool = False
+    oom_killed: bool = False
 
 
 class SandboxError(InfraError):

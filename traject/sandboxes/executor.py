@@ -534,6 +534,7 @@ class Session:
     def _run(self, data, marker, timeout, limit, conn):
         started = time.monotonic()
         deadline = started + timeout
+        oom_before = read_oom_count()
         cap = Capture(limit)
         scan = bytearray(self.pending)
         self.pending = bytearray()
@@ -627,10 +628,14 @@ class Session:
         finally:
             sel.close()
         code = None
+        oom = False
         if exited:
             self.dead = True
             code = exit_code_of(REAPER.wait(self.pid, 2.0))
             self.close()
+            if oom_before is not None and code == 128 + signal.SIGKILL and not interrupted:
+                after = read_oom_count()
+                oom = after is not None and after > oom_before
         if abandoned:
             return None
         head, tail, omitted = cap.finish()
@@ -640,6 +645,7 @@ class Session:
             "timed_out": timed_out,
             "exited": exited,
             "exit_code": code,
+            "oom_killed": oom,
             "duration_s": time.monotonic() - started,
             "output": [len(head), len(tail), omitted],
         }

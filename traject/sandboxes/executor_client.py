@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -91,6 +92,7 @@ class ExecutorSession:
             exit_code=reply["exit_code"],
             duration_s=reply["duration_s"],
             truncated=truncated,
+            oom_killed=reply.get("oom_killed", False),
         )
 
     async def aclose(self) -> None:
@@ -119,6 +121,7 @@ class ExecutorSandbox:
         self.shell = shell
         self._channel: Channel | None = None
         self._closed = False
+        self._close_callbacks: list[Callable[[], None]] = []
 
     @property
     def workspace(self) -> str:
@@ -210,7 +213,13 @@ class ExecutorSandbox:
             _raise_reply_error(reply)
         return ExecutorSession(self, reply["session"])
 
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """``callback`` runs once the sandbox is closed (a pool uses it to free capacity)."""
+        self._close_callbacks.append(callback)
+
     async def aclose(self) -> None:
+        """Kill everything the sandbox runs and remove it. Idempotent; shielded from
+        cancellation, so a cancelled episode still leaves nothing behind."""
         if self._closed:
             return
         self._closed = True
@@ -218,8 +227,11 @@ class ExecutorSandbox:
             try:
                 if self._channel is not None:
                     await self._channel.aclose()
-            finally:
                 await self._teardown()
+            finally:
+                callbacks, self._close_callbacks = self._close_callbacks, []
+                for callback in callbacks:
+                    callback()
 
     async def _teardown(self) -> None:
         raise NotImplementedError

@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -304,6 +303,12 @@ def build_base_image(
 # ---------------------------------------------------------------- derived images
 
 
+def build_labels() -> dict[str, str]:
+    from traject.sandboxes.docker_client import LABEL, owner_labels
+
+    return {k: v for k, v in owner_labels().items() if k != LABEL}
+
+
 def _local_repo_head(path: str, commit: str | None) -> str:
     ref = commit or "HEAD"
     proc = subprocess.run(["git", "-C", path, "rev-parse", ref], capture_output=True, text=True)
@@ -355,7 +360,7 @@ def derive_image(base: str, spec: DeriveSpec, *, force: bool = False, client: An
         command=["sleep", "infinity"],
         user="0:0",
         network_mode="host" if spec.network else "none",
-        labels={"traject.build": "1"},
+        labels={**build_labels(), "traject.build": "1"},
     )
     try:
         container.start()
