@@ -584,7 +584,10 @@ class Session:
                     self.interrupt()
                     deadline = time.monotonic() + INTERRUPT_GRACE_S
                     continue
-                for key, _ in sel.select(deadline - now):
+                wait = deadline - now
+                if exited_at is not None:
+                    wait = min(wait, exited_at + EXIT_GRACE_S - now)
+                for key, _ in sel.select(max(wait, 0)):
                     fd = key.fd
                     if fd == out_fd:
                         try:
