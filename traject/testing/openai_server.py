@@ -79,6 +79,12 @@ def _as_responder(script: Responder | Sequence[ScriptedReply | str]) -> Responde
     return next_reply
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of concurrent clients (a rollout group,
+    # a judge's concurrent calls) overflows it and the dropped SYNs wait ~1 s to be retried.
+    request_queue_size = 128
+
+
 class ScriptedChatServer:
     """``responder`` maps each request to a reply; a list is replayed in order (then 500s)."""
 
@@ -138,7 +144,7 @@ class ScriptedChatServer:
                     return
                 self._send(200, json.dumps(_completion(reply, body, model_name)).encode())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
