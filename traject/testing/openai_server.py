@@ -163,7 +163,9 @@ class ScriptedChatServer:
             return list(self.state.requests)
 
     def start(self) -> ScriptedChatServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-openai", daemon=True)
+        # stop() waits for the serve loop's next poll: poll often, so tests do not idle 0.5 s each.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="scripted-openai", daemon=True)
         self._thread.start()
         return self
 
