@@ -200,7 +200,10 @@ class ChecklistReward(Reward):
     # -- the Reward ----------------------------------------------------------------------
 
     async def score(self, traj: Trajectory, task: Task) -> RewardResult:
-        checklist = self.checklist(task)
+        try:
+            checklist = self.checklist(task)
+        except ValueError as exc:
+            return RewardResult(failed=True, error=str(exc))
         conv = from_trajectory(traj, self.config.tool_error_kinds)
         try:
             turn_scores, judgements = await self.score_turns(conv, checklist)
