@@ -51,6 +51,13 @@ async def test_python_keeps_state_shows_values_and_reports_errors(ctx):
     assert out.metadata["truncated"] and "bytes of output truncated" in out.content
 
 
+async def test_python_imports_workspace_modules_and_a_shadowing_file_does_not_break_it(ctx):
+    await ctx.sandbox.write_file("helper.py", b"def answer():\n    return 42\n")
+    await ctx.sandbox.write_file("ast.py", b"raise SystemExit('shadowed')\n")
+    out = await run(python, ctx, code="import helper\nhelper.answer()")
+    assert out.content == "42\n" and not out.is_error
+
+
 async def test_python_timeout_interrupts_the_cell_and_keeps_the_interpreter(ctx):
     quick = python_tool(timeout_s=1)
     await run(python, ctx, code="kept = 'yes'")

@@ -86,8 +86,9 @@ class SandboxPool:
         self._live = 0
         self._creating = 0
         self._tg: Any = None
-        self._wake = anyio.Event()
-        self._changed = anyio.Event()
+        # events belong to an event loop: made on entering the pool, not here
+        self._wake: Any = None
+        self._changed: Any = None
         self._waiting = 0
         self._closing = False
         self.last_error: BaseException | None = None
@@ -96,6 +97,8 @@ class SandboxPool:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> SandboxPool:
+        self._wake = anyio.Event()
+        self._changed = anyio.Event()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._refill_loop)
@@ -205,6 +208,8 @@ class SandboxPool:
 
     async def acquire(self) -> ExecutorSandbox:
         """A sandbox no episode has used. Close it when done (its ``aclose``)."""
+        if self._tg is None:
+            raise RuntimeError("enter the pool first: `async with SandboxPool(...) as pool:`")
         while True:
             if self._closing:
                 raise SandboxError("the sandbox pool is closed")

@@ -14,8 +14,22 @@ import sys
 import traceback
 
 
+def behave_like_plain_python():
+    """The worker runs isolated (-I) so that a workspace file named ast.py cannot break it;
+    once its own imports are done, cells get the path a plain ``python3`` in the workspace
+    has: the current directory, PYTHONPATH and the user's site-packages (pip install --user)."""
+    import site
+
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:0] = [""] + extra
+    user_site = site.getusersitepackages()
+    if os.path.isdir(user_site):
+        site.addsitedir(user_site)
+
+
 def main():
     marker = sys.argv[1].encode()
+    behave_like_plain_python()
     source = sys.stdin.buffer
     sys.stdin = open(os.devnull)  # the cell's input() sees end of file, never the protocol
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
