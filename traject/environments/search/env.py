@@ -1,0 +1,68 @@
+"""The ``search`` env: answer a question from a local document collection.
+
+Tools: ``search(query, k)`` (BM25 over the corpus), ``open(doc_id)`` and ``submit(answer)``;
+a plain-text reply is taken as the answer too. Reward: exact match and F1 of the answer
+against the gold answers (an LLM judge can be added).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traject.environments.search.loaders import builtin_search_tasks, load_hotpotqa, load_nq_open
+from traject.environments.search.tools import SearchToolset
+from traject.environments.tool_env import ToolEnv
+from traject.types import Task
+
+if TYPE_CHECKING:
+    from traject.rewards.base import Reward
+
+SYSTEM_PROMPT = (
+    "You answer questions from a document collection you can search. The answer may need facts from "
+    "more than one document: search, open the documents that look useful, and follow the clues. When you "
+    "know the answer, call `submit` with a short answer (a name, a place, a number)."
+)
+
+
+def default_search_reward() -> Reward:
+    from traject.rewards.verifiers.qa import QAMatch
+
+    return QAMatch()
+
+
+def make_search_env(*, max_turns: int = 10, max_k: int = 10, open_chars: int = 4000, tool_timeout_s: float = 30.0,
+                    reward: Reward | None = None, system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
+    from traject.environments.search.corpus import require_bm25s
+
+    require_bm25s()
+    return ToolEnv([SearchToolset(max_k=max_k, open_chars=open_chars)], name="search", system_prompt=system_prompt,
+                   max_turns=max_turns, tool_timeout_s=tool_timeout_s,
+                   reward=reward if reward is not None else default_search_reward())
+
+
+def search_tasks(split: str = "test", n: int | None = None, seed: int = 0, path: str | Path | None = None,
+                 corpus: str | Path | None = None, format: str | None = None, **_: Any) -> list[Task]:
+    """Built-in tasks, or questions at ``path``: ``format="nq_open"`` or ``"hotpotqa"`` (guessed from the
+    records when not given)."""
+    if path is None:
+        return builtin_search_tasks(split=split, n=n, seed=seed)
+    kind = format or _guess_format(Path(path))
+    if kind == "nq_open":
+        return load_nq_open(path, corpus=corpus, n=n)
+    if kind == "hotpotqa":
+        return load_hotpotqa(path, corpus=corpus, n=n)
+    raise ValueError(f"unknown QA format {kind!r}; use 'nq_open' or 'hotpotqa'")
+
+
+def _guess_format(path: Path) -> str:
+    from traject.environments.search.loaders import QAFileError, _read_records
+
+    records = _read_records(path, "NQ-open JSONL or HotpotQA JSON")
+    first = records[0][1] if records else None
+    if isinstance(first, dict) and "context" in first:
+        return "hotpotqa"
+    if isinstance(first, dict) and "question" in first:
+        return "nq_open"
+    raise QAFileError(f"{path}: cannot tell the format (expected NQ-open records {{question, answer}} or HotpotQA "
+                      "records {question, answer, context}); pass format=")
