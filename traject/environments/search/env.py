@@ -25,20 +25,27 @@ SYSTEM_PROMPT = (
 )
 
 
-def default_search_reward() -> Reward:
-    from traject.rewards.verifiers.qa import QAMatch
+def default_search_reward(metric: str = "exact_match") -> Reward:
+    """Exact match and token F1 against the gold answers, both in ``components``; ``metric``
+    picks which one is the total."""
+    from traject.rewards.combinators import WeightedSum
+    from traject.rewards.verifiers.text import ExactMatch, TokenF1
 
-    return QAMatch()
+    if metric not in ("exact_match", "token_f1"):
+        raise ValueError(f"unknown metric {metric!r}; use 'exact_match' or 'token_f1'")
+    em, f1 = (1.0, 0.0) if metric == "exact_match" else (0.0, 1.0)
+    return WeightedSum([(ExactMatch(), em), (TokenF1(), f1)], name="qa")
 
 
 def make_search_env(*, max_turns: int = 10, max_k: int = 10, open_chars: int = 4000, tool_timeout_s: float = 30.0,
-                    reward: Reward | None = None, system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
+                    reward: Reward | None = None, metric: str = "exact_match",
+                    system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
     from traject.environments.search.corpus import require_bm25s
 
     require_bm25s()
     return ToolEnv([SearchToolset(max_k=max_k, open_chars=open_chars)], name="search", system_prompt=system_prompt,
                    max_turns=max_turns, tool_timeout_s=tool_timeout_s,
-                   reward=reward if reward is not None else default_search_reward())
+                   reward=reward if reward is not None else default_search_reward(metric))
 
 
 def search_tasks(split: str = "test", n: int | None = None, seed: int = 0, path: str | Path | None = None,

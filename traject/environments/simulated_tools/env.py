@@ -53,6 +53,10 @@ class SimulatedToolset(Toolset):
                              f"{{name, description, parameters}}, and optionally 'tool_records'): {exc}") from exc
         self._tools = [SimulatedTool(schema, records=data.tool_records, llm=self.llm) for schema in data.tools]
 
+    async def teardown(self, ctx: ToolContext) -> None:
+        self._tools = []
+        await self.llm.aclose()
+
     def tools(self) -> list[Tool]:
         return list(self._tools)
 

@@ -334,6 +334,9 @@ class EmotionUser(UserSimulator):
                                         temperature=self.config.reply_temperature)
         return parse_reply(reply.content)
 
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
     @property
     def state(self) -> dict[str, JsonValue]:
         """The contract of ``traject.rewards.emotion``: ``emotion``, ``emotion_trace`` (start first),

@@ -11,10 +11,12 @@ endpoint keeps failing, the call raises ``InfraError``: the episode is then mark
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import random
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +75,11 @@ class ChatReply(BaseModel):
 Validator = Callable[[ChatReply], "str | None"]
 
 
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 def derive_seed(seed: int, purpose: str, attempt: int) -> int:
     digest = hashlib.blake2b(f"{seed}\0{purpose}\0{attempt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % (2**31)
@@ -106,10 +113,20 @@ class SimulatorLLM:
         if self._client is None or self._client_url != base_url:
             import openai
 
+            # One TLS context for every simulator client: building it (loading the CA bundle) is most
+            # of the cost of a new client, and an env makes a client per episode.
+            http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context(), timeout=self.config.request_timeout_s)
             self._client = openai.AsyncOpenAI(base_url=base_url, api_key=self.config.resolved_api_key(),
-                                              max_retries=0, timeout=self.config.request_timeout_s)
+                                              max_retries=0, timeout=self.config.request_timeout_s,
+                                              http_client=http)
             self._client_url = base_url
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (a later call opens a new one)."""
+        client, self._client, self._client_url = self._client, None, None
+        if client is not None:
+            await client.close()
 
     async def generate(self, messages: list[dict[str, Any]], *, purpose: str,
                        tools: list[dict[str, Any]] | None = None, validate: Validator | None = None,

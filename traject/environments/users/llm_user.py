@@ -233,6 +233,9 @@ class LLMUser(UserSimulator):
         message = Message.user(visible) if visible else None
         return UserTurn(message=message, done=stopped is not None, state=self.state)
 
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
     @property
     def state(self) -> dict[str, JsonValue]:
         out: dict[str, JsonValue] = {"user_turns": self._turns}
