@@ -96,9 +96,9 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
      "SELECT e.name FROM employees e JOIN employees m ON e.manager_id = m.id WHERE e.salary > m.salary"),
     ("What is the largest number of items (total quantity) in a single order?",
      "SELECT MAX(t) FROM (SELECT SUM(quantity) AS t FROM order_items GROUP BY order_id)"),
-    ("Which customers from Oslo placed an order handled by someone in the Support department? Give names.",
+    ("Which customers from Lisbon placed an order handled by someone in the Support department? Give names.",
      "SELECT DISTINCT c.name FROM customers c JOIN orders o ON o.customer_id = c.id JOIN employees e ON "
-     "o.employee_id = e.id JOIN departments d ON e.department_id = d.id WHERE c.city = 'Oslo' AND d.name = 'Support'"),
+     "o.employee_id = e.id JOIN departments d ON e.department_id = d.id WHERE c.city = 'Lisbon' AND d.name = 'Support'"),
     ("How many products were never ordered?",
      "SELECT COUNT(*) FROM products WHERE id NOT IN (SELECT product_id FROM order_items)"),
     ("List each department's name with its number of employees, largest first.",
