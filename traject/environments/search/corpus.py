@@ -141,16 +141,19 @@ def _load_or_build(path: Path) -> SearchIndex:
     retriever = bm25s.BM25()
     retriever.index(SearchIndex._tokenize([f"{d.title}\n{d.text}" for d in docs]), show_progress=False)
     for index_dir in _candidate_dirs(path, fingerprint):
+        tmp: Path | None = None
         try:
             index_dir.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=index_dir.parent, prefix=index_dir.name + ".tmp"))
             retriever.save(str(tmp))
             (tmp / "traject_index.json").write_text(json.dumps(meta))
-            if index_dir.exists():
+            if index_dir.is_dir():
                 shutil.rmtree(index_dir, ignore_errors=True)
             os.replace(tmp, index_dir)
             return SearchIndex(path, docs, retriever, index_dir)
         except OSError as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             log.info("cannot cache the search index in %s (%s); trying the next place", index_dir, exc)
     log.warning("the search index of %s could not be cached anywhere; it lives in memory only", path)
     return SearchIndex(path, docs, retriever, Path())
