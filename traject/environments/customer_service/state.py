@@ -64,7 +64,8 @@ class DomainState:
         return agent if user is None else f"{agent}:{user}"
 
     def snapshot(self) -> Any:
-        """The databases as JSON: the agent's, and the user's where it has its own."""
+        """The databases as JSON: the agent's, and the user's where it has its own. Plain-JSON
+        databases are returned as they are (not copied): read it, do not keep it."""
         agent, user = self.agent_db(), self.user_db()
         agent_json = _as_json(agent)
         if user is None or user is agent:
@@ -162,7 +163,7 @@ class DomainState:
 
 
 def _as_json(db: Any) -> Any:
-    return db.model_dump(mode="json") if isinstance(db, BaseModel) else copy.deepcopy(db)
+    return db.model_dump(mode="json") if isinstance(db, BaseModel) else db
 
 
 def _as_data(db: Any) -> Any:

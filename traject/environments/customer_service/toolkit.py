@@ -131,6 +131,21 @@ def db_hash(db: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_analysed: dict[tuple[type, str], FunctionTool] = {}
+
+
+def analysed(method: Callable[..., Any], name: str) -> FunctionTool:
+    """The schema and argument model of a toolkit method, worked out once per class (building
+    them is most of the cost of a tool, and an env makes its tools every episode)."""
+    owner = getattr(method, "__self__", None)
+    func = getattr(method, "__func__", method)
+    key = (type(owner) if owner is not None else type(None), name)
+    tool = _analysed.get(key)
+    if tool is None or tool.fn is not func:
+        tool = _analysed[key] = FunctionTool(func, name=name, run_in_thread=False)
+    return tool
+
+
 class DomainTool(Tool):
     """One toolkit method as a traject Tool."""
 
@@ -140,7 +155,7 @@ class DomainTool(Tool):
         self.kind = tool_kind(method)
         self.mutates = mutates_state(method)
         self.requestor = requestor
-        self._fn = FunctionTool(method, name=name, run_in_thread=False)
+        self._fn = analysed(method, name)
         self.description = self._fn.description
         self.parameters = self._fn.parameters
 
