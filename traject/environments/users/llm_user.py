@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 from traject.environments.users.base import UserSimulator, UserTurn
 from traject.environments.users.character import DEFAULT_BREAK_PATTERNS, CharacterCheck
 from traject.environments.users.llm import ChatReply, SimulatorLLM, SimulatorLLMConfig
-from traject.environments.users.view import new_agent_words
+from traject.environments.users.view import agent_says, new_agent_words
 from traject.tools.base import Tool, ToolArgumentError
 from traject.tools.context import ToolContext
 from traject.types import Message, Task
@@ -153,12 +153,19 @@ class LLMUser(UserSimulator):
         self._turns = 0
         self._stopped_by = None
         self._tool_log = []
-        if task.initial_messages():
-            # The task opens the conversation itself; the user model continues from there.
-            for m in task.initial_messages():
-                if m.role == "user":
+        history = task.initial_messages()
+        if history:
+            # The task opens the conversation itself (a prompt, or tau2's message history); the user
+            # model continues from there, seeing its own past words and the agent's.
+            for m in history:
+                if m.role == "user" and m.text:
                     self.history.append({"role": "assistant", "content": m.text})
-            return None
+                elif m.role == "assistant" and agent_says(m):
+                    self.history.append({"role": "user", "content": agent_says(m)})
+            if history[-1].role != "assistant":
+                return None
+            turn = await self._speak()  # the history ends with the agent: the user answers first
+            return turn.message
         self.history.append({"role": "user", "content": self.greeting})
         turn = await self._speak()
         return turn.message
