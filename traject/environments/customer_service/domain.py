@@ -187,7 +187,8 @@ def load_domain(path: str | Path, *, name: str | None = None, tools: str | type 
             first = exc.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
             raise DomainError(f"{tasks_path}: task {i} is not a tau2 task: field {loc!r}: {first['msg']} "
-                              f"({exc.error_count()} problem(s); expected id, user_scenario, evaluation_criteria, ...)") from exc
+                              f"({exc.error_count()} problem(s); expected id, user_scenario, "
+                              "evaluation_criteria, ...)") from exc
     splits: dict[str, list[str]] = {}
     if (split_path := root / "split_tasks.json").is_file():
         data = _read_data(split_path, '{"split name": [task ids]}')

@@ -99,7 +99,9 @@ class SimulatedTool(Tool):
     async def _simulate(self, arguments: dict[str, Any]) -> str:
         examples = self.records[-self.max_examples:]
         shots = "\n\n".join(f"Call: {canonical_json(r.arguments)}\nResult: {r.result_text()}" for r in examples)
-        prompt = (f"Tool schema:\n{json.dumps({'name': self.name, 'description': self.description, 'parameters': self.parameters}, ensure_ascii=False)}"
+        schema = json.dumps({"name": self.name, "description": self.description, "parameters": self.parameters},
+                            ensure_ascii=False)
+        prompt = (f"Tool schema:\n{schema}"
                   + (f"\n\nEarlier calls and their real results:\n{shots}" if shots else "")
                   + f"\n\nNew call: {canonical_json(arguments)}\nResult:")
         reply = await self.llm.generate([{"role": "system", "content": SIMULATOR_SYSTEM},

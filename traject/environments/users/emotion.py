@@ -171,6 +171,10 @@ class EmotionAnalysis(BaseModel):
         return "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
+_NAMES = r"(?:content|reason|activity|analyse|change)"
+_SECTION = re.compile(rf"(?ims)^\s*\**({_NAMES})\**\s*[:：]\s*(.*?)(?=^\s*\**{_NAMES}\**\s*[:：]|\Z)")
+
+
 def parse_analysis(text: str) -> EmotionAnalysis | None:
     """The analyser's answer: a JSON object, or RLVER's ``Content: … Change: <n>`` sections.
 
@@ -194,8 +198,7 @@ def parse_analysis(text: str) -> EmotionAnalysis | None:
         except ValidationError:
             return None
     sections: dict[str, str] = {}
-    for m in re.finditer(r"(?im)^\s*\**(content|reason|activity|analyse|change)\**\s*[:：]\s*(.*?)(?=^\s*\**(?:content|reason|activity|analyse|change)\**\s*[:：]|\Z)",
-                         text, re.DOTALL):
+    for m in _SECTION.finditer(text):
         sections[m.group(1).lower()] = m.group(2).strip().strip("[]")
     if "change" in sections:
         m = re.search(r"[-+]?\d+(?:\.\d+)?", sections["change"])

@@ -83,7 +83,8 @@ class ShopTools:
         return product
 
     @domain_tool(kind="write")
-    def cancel_pending_order(self, order_id: str, reason: Literal["no longer needed", "ordered by mistake"]) -> dict[str, Any]:
+    def cancel_pending_order(self, order_id: str,
+                             reason: Literal["no longer needed", "ordered by mistake"]) -> dict[str, Any]:
         """Cancel a pending order and refund it in full to the payment method it was paid with.
 
         Args:
