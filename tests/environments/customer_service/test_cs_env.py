@@ -134,6 +134,19 @@ async def test_episode_over_http_with_dual_control(chat_server, policies):
     assert "oskar.lind@example.com" not in json.dumps(body["messages"][1:]).replace(
         '"content": "oskar.lind@example.com"', "")  # only in the user's own message
     assert traj.steps[-1].info["db_state"]["db"]["orders"]["#O1003"]["status"] == "return requested"
+    # the task's CM2 checklist, scored by the rewards library's ChecklistReward through the same basis rule
+    from traject.environments.customer_service.reward import CustomerServiceReward
+    from traject.rewards.checklist import ChecklistReward
+    from traject.rewards.judge import JudgeConfig
+
+    verdict = {"high_level_understanding_of_the_question": "q", "analysis_of_if_focus_on": "f",
+               "analysis_of_pass_condition": "p", "analysis_of_failure_examples": "e", "answer": True}
+    judge = chat_server(lambda req: json.dumps(verdict))
+    reward = CustomerServiceReward(checklist=ChecklistReward(JudgeConfig(base_url=judge.url, model="j")))
+    with_checklist = task.model_copy(update={"data": {**task.data, "reward_basis": ["DB", "CHECKLIST"]}})
+    result = await reward.score(traj, with_checklist)
+    assert result.total == 1.0 and result.components["CHECKLIST"] == 1.0 and len(judge.requests) >= 2
+    assert (await CustomerServiceReward().score(traj, with_checklist)).failed  # no checklist reward given
 
 
 @pytest.mark.anyio

@@ -96,3 +96,14 @@ def test_nq_open_and_hotpotqa_loaders(tmp_path):
         load_nq_open(nq, corpus=corpus)
     with pytest.raises(QAFileError, match="file not found"):
         load_nq_open(tmp_path / "none.jsonl", corpus=corpus)
+
+
+@pytest.mark.anyio
+async def test_optional_answer_judge(chat_server):
+    task = next(t for t in traject.load_tasks("search", split="all") if t.id == "hop-0")  # Marrowby
+    judge = chat_server([json.dumps({"reasoning": "same village", "correct": True})])
+    env = traject.make("search", judge_base_url=judge.url)
+    traj = await AgentLoop(ScriptedPolicy([Message.assistant(tool_calls=[ToolCall(
+        name="submit", arguments={"answer": "the village of Marrowby, in Estrel"})])])).run(env, task)
+    assert traj.reward.total == 1.0 and traj.reward.components["exact_match"] == 0.0
+    assert "Predicted answer: the village of Marrowby, in Estrel" in judge.requests[0].messages[-1]["content"]

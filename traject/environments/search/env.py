@@ -25,27 +25,40 @@ SYSTEM_PROMPT = (
 )
 
 
-def default_search_reward(metric: str = "exact_match") -> Reward:
-    """Exact match and token F1 against the gold answers, both in ``components``; ``metric``
-    picks which one is the total."""
+def default_search_reward(metric: str = "exact_match", *, judge_base_url: str | None = None,
+                          judge_model: str | None = None) -> Reward:
+    """Exact match and token F1 against the gold answers, both in ``components``, and with a judge
+    endpoint an LLM judge of equivalence too; ``metric`` picks which one is the total."""
     from traject.rewards.combinators import WeightedSum
     from traject.rewards.verifiers.text import ExactMatch, TokenF1
 
-    if metric not in ("exact_match", "token_f1"):
-        raise ValueError(f"unknown metric {metric!r}; use 'exact_match' or 'token_f1'")
-    em, f1 = (1.0, 0.0) if metric == "exact_match" else (0.0, 1.0)
-    return WeightedSum([(ExactMatch(), em), (TokenF1(), f1)], name="qa")
+    terms: list[tuple[Reward, float]] = [(ExactMatch(), 0.0), (TokenF1(), 0.0)]
+    if judge_base_url:
+        from traject.environments.search.judge import AnswerJudge
+        from traject.rewards.judge import JudgeConfig
+
+        terms.append((AnswerJudge(JudgeConfig(base_url=judge_base_url, model=judge_model or "judge")), 0.0))
+    names = {"exact_match": 0, "token_f1": 1, "judge": 2}
+    if metric not in names or names[metric] >= len(terms):
+        raise ValueError(f"unknown metric {metric!r}; use 'exact_match', 'token_f1', or 'judge' (with judge_base_url=)")
+    reward, _ = terms[names[metric]]
+    terms[names[metric]] = (reward, 1.0)
+    return WeightedSum(terms, name="qa")
 
 
 def make_search_env(*, max_turns: int = 10, max_k: int = 10, open_chars: int = 4000, tool_timeout_s: float = 30.0,
-                    reward: Reward | None = None, metric: str = "exact_match",
-                    system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
+                    reward: Reward | None = None, metric: str | None = None, judge_base_url: str | None = None,
+                    judge_model: str | None = None, system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
+    """``metric``: the total is ``"exact_match"`` (default), ``"token_f1"``, or ``"judge"`` (the default
+    when ``judge_base_url`` is given)."""
     from traject.environments.search.corpus import require_bm25s
 
     require_bm25s()
+    if reward is None:
+        metric = metric or ("judge" if judge_base_url else "exact_match")
+        reward = default_search_reward(metric, judge_base_url=judge_base_url, judge_model=judge_model)
     return ToolEnv([SearchToolset(max_k=max_k, open_chars=open_chars)], name="search", system_prompt=system_prompt,
-                   max_turns=max_turns, tool_timeout_s=tool_timeout_s,
-                   reward=reward if reward is not None else default_search_reward(metric))
+                   max_turns=max_turns, tool_timeout_s=tool_timeout_s, reward=reward)
 
 
 def search_tasks(split: str = "test", n: int | None = None, seed: int = 0, path: str | Path | None = None,
