@@ -125,3 +125,44 @@ def test_extract_json_forms():
     assert extract_json('think {"a": 1} then {"a": 3} done') == {"a": 3}
     with pytest.raises(ValueError):
         extract_json("no json here")
+
+
+# -- the judge as a reward ---------------------------------------------------------------------
+
+from traject.rewards.judge_reward import RubricJudge, RubricJudgeConfig  # noqa: E402
+from traject.types import Message, Task, Trajectory  # noqa: E402
+
+
+def two_turns() -> Trajectory:
+    return Trajectory(task_id="r", messages=[
+        Message.system("be nice"), Message.user("hi, what is 2+2?"), Message.assistant("4"),
+        Message.user("and 3+3?"), Message.assistant("7")])
+
+
+@pytest.mark.anyio
+async def test_rubric_judge_per_turn_keeps_rationales(chat_server):
+    def grade(req):
+        current = req.last_user_text.split("# What to grade")[1]
+        ok = "2+2" in current
+        return json.dumps({"rationale": "correct" if ok else "3+3 is 6, not 7", "score": 10 if ok else 2})
+
+    server = chat_server(grade)
+    judge = LLMJudge(JudgeConfig(base_url=server.url))
+    r = await RubricJudge(judge, RubricJudgeConfig(per_turn=True)).score(two_turns(), Task(id="r"))
+    assert r.per_turn == pytest.approx([1.0, 0.2]) and r.total == pytest.approx(0.6)
+    assert r.info["turns"][1]["rationale"] == "3+3 is 6, not 7"
+    second = [q.last_user_text for q in server.requests if "and 3+3?" in q.last_user_text.split("# What to grade")[1]][0]
+    assert "hi, what is 2+2?" in second.split("# What to grade")[0]    # earlier turns as history
+    whole = await RubricJudge(judge, RubricJudgeConfig(rubric_key=None)).score(
+        two_turns(), Task(id="r", data={"rubric": "ignored"}))
+    assert whole.total == pytest.approx(1.0) and whole.info["rationale"] == "correct"
+
+
+@pytest.mark.anyio
+async def test_rubric_judge_fails_on_garbage_or_out_of_range(chat_server):
+    garbage = LLMJudge(JudgeConfig(base_url=chat_server(lambda r: "great job!!").url, parse_retries=0))
+    r = await RubricJudge(garbage, RubricJudgeConfig(per_turn=True)).score(two_turns(), Task(id="r"))
+    assert r.failed
+    wild = LLMJudge(JudgeConfig(base_url=chat_server(lambda r: '{"rationale": "x", "score": 11}').url))
+    r = await RubricJudge(wild).score(two_turns(), Task(id="r"))
+    assert r.failed and "outside [0, 10]" in r.error

@@ -35,6 +35,8 @@ TEST_RUN_KEY = "test_run"
 
 
 class TestStatus(str, Enum):
+    __test__ = False  # not a pytest test class
+
     PASSED = "PASSED"
     FAILED = "FAILED"
     ERROR = "ERROR"
