@@ -101,9 +101,10 @@ def test_nq_open_and_hotpotqa_loaders(tmp_path):
 @pytest.mark.anyio
 async def test_optional_answer_judge(chat_server):
     task = next(t for t in traject.load_tasks("search", split="all") if t.id == "hop-0")  # Marrowby
-    judge = chat_server([json.dumps({"reasoning": "same village", "correct": True})])
+    judge = chat_server([json.dumps({"rationale": "same village", "score": 1})])
     env = traject.make("search", judge_base_url=judge.url)
     traj = await AgentLoop(ScriptedPolicy([Message.assistant(tool_calls=[ToolCall(
         name="submit", arguments={"answer": "the village of Marrowby, in Estrel"})])])).run(env, task)
     assert traj.reward.total == 1.0 and traj.reward.components["exact_match"] == 0.0
-    assert "Predicted answer: the village of Marrowby, in Estrel" in judge.requests[0].messages[-1]["content"]
+    prompt = judge.requests[0].messages[-1]["content"]
+    assert "Correct answers: Marrowby" in prompt and "the village of Marrowby, in Estrel" in prompt

@@ -34,10 +34,12 @@ def default_search_reward(metric: str = "exact_match", *, judge_base_url: str | 
 
     terms: list[tuple[Reward, float]] = [(ExactMatch(), 0.0), (TokenF1(), 0.0)]
     if judge_base_url:
-        from traject.environments.search.judge import AnswerJudge
+        # The rewards library's rubric judge, on the rubric each QA task carries (its gold answers).
         from traject.rewards.judge import JudgeConfig
+        from traject.rewards.judge_reward import RubricJudge, RubricJudgeConfig
 
-        terms.append((AnswerJudge(JudgeConfig(base_url=judge_base_url, model=judge_model or "judge")), 0.0))
+        terms.append((RubricJudge(JudgeConfig(base_url=judge_base_url, model=judge_model or "judge"),
+                                  RubricJudgeConfig(name="judge", rubric_key="rubric", min_score=0, max_score=1)), 0.0))
     names = {"exact_match": 0, "token_f1": 1, "judge": 2}
     if metric not in names or names[metric] >= len(terms):
         raise ValueError(f"unknown metric {metric!r}; use 'exact_match', 'token_f1', or 'judge' (with judge_base_url=)")

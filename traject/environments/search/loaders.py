@@ -58,11 +58,18 @@ def _answers(value: Any) -> list[str] | None:
     return None
 
 
+RUBRIC = ("The question was: {question}\nCorrect answers: {answers}\nScore 1 if the assistant's final answer (its "
+          "`submit` call, else its last message) means the same as a correct answer, ignoring wording, case and "
+          "extra detail that does not change it; score 0 for a different entity or number, a hedge between "
+          "several answers, or no answer.")
+
+
 def qa_task(task_id: str, question: str, answers: list[str], corpus: Path, *,
             supporting: list[str] | None = None, metadata: dict[str, Any] | None = None) -> Task:
     return Task(id=task_id, prompt=PROMPT.format(question=question), answer=answers,
                 data={"corpus": str(corpus), "question": question, "answers": answers,
-                      "supporting": supporting or []},
+                      "supporting": supporting or [],
+                      "rubric": RUBRIC.format(question=question, answers="; ".join(answers))},
                 metadata=metadata or {})
 
 
