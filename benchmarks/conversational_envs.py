@@ -198,7 +198,7 @@ async def bench_user(turns: int, latency: float) -> list[dict]:
                 await user.aclose()
 
         await episode()  # warm the client machinery (imports, first connection)
-        cache._items.clear()
+        cache.clear()
         before = len(server.requests)
         live = await episode()
         live_requests = len(server.requests) - before

@@ -46,7 +46,7 @@ async def test_each_builtin_env_runs_end_to_end(chat_server, monkeypatch):
 
     server = chat_server(user)
     monkeypatch.setenv("TRAJECT_USER_BASE_URL", server.url)
-    default_cache()._items.clear()
+    default_cache().clear()
     for name in NAMES:
         tasks = traject.load_tasks(name, n=2)
         trajs = await Rollouts(ScriptedPolicy(reply_to), name, concurrency=2).run(tasks)

@@ -56,7 +56,7 @@ def gold_script(task, corrupt=False):
 
 @pytest.fixture(autouse=True)
 def fresh_user_cache():
-    default_cache()._items.clear()  # scripted users differ per test; do not replay another test's answers
+    default_cache().clear()  # scripted users differ per test; do not replay another test's answers
     yield
 
 

@@ -24,7 +24,7 @@ def sentient_user(changes, replies):
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    default_cache()._items.clear()
+    default_cache().clear()
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 Keys are digests of everything that determines an answer: the endpoint, the model, the
 sampling settings, the messages, the tools, the episode's seed and the purpose of the call.
-The cache lives in memory (one per process, shared by every simulator), and optionally in a
-JSONL file, which makes a re-run in a new process replay too.
+The cache lives in memory (one per process, shared by every simulator; the least recently used
+entries beyond ``max_items`` are dropped), and optionally in a JSONL file, which makes a re-run
+in a new process replay too.
 
 >>> cache = ResponseCache()
 >>> key = cache_key({"messages": [{"role": "user", "content": "hi"}], "seed": 1})
@@ -12,6 +13,11 @@ True
 >>> cache.put(key, {"content": "hello"})
 >>> cache.get(key)
 {'content': 'hello'}
+>>> small = ResponseCache(max_items=2)
+>>> for k in "abc":
+...     small.put(k, k.upper())
+>>> small.get("a") is None, small.get("c")
+(True, 'C')
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +37,12 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 
 class ResponseCache:
-    """In memory, plus an append-only JSONL file when ``path`` is given."""
+    """In memory (LRU, ``max_items``), plus an append-only JSONL file when ``path`` is given."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, max_items: int = 200_000) -> None:
         self.path = Path(path) if path is not None else None
-        self._items: dict[str, Any] = {}
+        self.max_items = max_items
+        self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -52,7 +60,13 @@ class ResponseCache:
                 except json.JSONDecodeError:
                     continue  # a torn last line from a killed run: the entry is simply re-asked
                 if isinstance(row, dict) and "key" in row and "value" in row:
-                    self._items[row["key"]] = row["value"]
+                    self._remember(row["key"], row["value"])
+
+    def _remember(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
 
     def get(self, key: str) -> Any | None:
         with self._lock:
@@ -61,15 +75,21 @@ class ResponseCache:
                 self.misses += 1
             else:
                 self.hits += 1
+                self._items.move_to_end(key)
             return value
 
     def put(self, key: str, value: Any) -> None:
         with self._lock:
-            self._items[key] = value
+            self._remember(key, value)
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as f:
                     f.write(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")
+
+    def clear(self) -> None:
+        """Forget everything in memory (the file, if any, is left as it is)."""
+        with self._lock:
+            self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)
