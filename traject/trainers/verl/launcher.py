@@ -22,6 +22,7 @@ from traject.types import Task
 
 ADV_ESTIMATOR = {"grpo": "grpo", "rloo": "rloo", "reinforce_plus_plus": "reinforce_plus_plus", "ppo": "gae"}
 MAIN_MODULE = "verl.trainer.main_ppo"
+SETUP_HOOK = "traject.trainers.verl.advantage.register"
 
 
 class NoCudaGPU(RuntimeError):
@@ -68,8 +69,14 @@ def hydra_overrides(cfg: TrainConfig, files: LaunchFiles) -> list[str]:
     o: dict[str, object] = {}
     if v.strategy == "megatron":
         o["model_engine"] = "megatron"
+    adv = ADV_ESTIMATOR[cfg.algorithm]
+    if adv == "grpo" and not v.use_v1:
+        # The legacy worker returns masked-out rows for untrainable trajectories; traject_grpo
+        # keeps them out of the group baseline. It is registered in every Ray worker process.
+        o["+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook"] = SETUP_HOOK
+        adv = "traject_grpo"
     o |= {
-        "algorithm.adv_estimator": ADV_ESTIMATOR[cfg.algorithm],
+        "algorithm.adv_estimator": adv,
         "data.train_files": str(files.train_file),
         "data.val_files": str(files.val_file or files.train_file),
         "data.train_batch_size": cfg.batch_size,
@@ -106,6 +113,7 @@ def hydra_overrides(cfg: TrainConfig, files: LaunchFiles) -> list[str]:
         "actor_rollout_ref.rollout.agent.default_agent_loop": DEFAULT_AGENT_NAME,
         "actor_rollout_ref.rollout.agent.num_workers": v.agent_workers,
     }
+    o["critic.enable"] = cfg.algorithm == "ppo"
     if cfg.algorithm == "ppo":
         o["critic.model.path"] = cfg.model
         o["critic.ppo_micro_batch_size_per_gpu"] = v.micro_batch_size_per_gpu
@@ -149,7 +157,8 @@ def prepare(cfg: TrainConfig, *, workdir: Path | None = None) -> LaunchFiles:
         val = export_tasks(load_task_source(cfg.env, cfg.val_tasks), workdir / "val.parquet",
                            env=cfg.env, split=cfg.val_tasks.split)
     settings = AgentLoopSettings(env=cfg.env, env_configs={cfg.env: dict(cfg.env_config)},
-                                 episode_timeout_s=cfg.episode_timeout_s, max_steps=cfg.max_steps)
+                                 episode_timeout_s=cfg.episode_timeout_s, max_steps=cfg.max_steps,
+                                 seed=cfg.seed, store_dir=str(Path(cfg.output_dir, "trajectories").resolve()))
     agent_yaml = write_agent_loop_config(workdir / "agent_loops.yaml", settings)
     return LaunchFiles(train, val, agent_yaml)
 
@@ -195,3 +204,16 @@ def launch(cfg: TrainConfig, *, dry_run: bool = False, extra_overrides: list[str
         print(p.shell())
         return 0
     return subprocess.call(p.command)
+
+
+def run_cli(config_path: str | Path, *, dry_run: bool = False, overrides: list[str] = ()) -> int:
+    """``traject train --backend verl``: errors become one clear message and exit status 2."""
+    from traject.trainers.verl._require import VerlMissing
+    from traject.trainers.verl.config import ConfigFileError, load_train_config
+
+    try:
+        cfg = load_train_config(config_path)
+        return launch(cfg, dry_run=dry_run, extra_overrides=list(overrides))
+    except (ConfigFileError, NoCudaGPU, VerlMissing) as exc:
+        print(f"traject train --backend verl: {exc}", file=sys.stderr)
+        return 2

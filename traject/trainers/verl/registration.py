@@ -29,6 +29,13 @@ class AgentLoopSettings(BaseModel):
     tool_format: str = "hermes"
     episode_timeout_s: float | None = None
     max_steps: int = 1000
+    #: Base seed of the episodes' seeds (simulated users, generated envs).
+    seed: int = 0
+    #: Where each worker process appends its trajectories as JSONL (None: not kept).
+    store_dir: str | None = None
+    #: Reward component names reported as one number each in veRL's reward_extra_info (and
+    #: so in its metrics); without them, the legacy trainer gets components as JSON only.
+    reward_components: list[str] | None = None
 
 
 def agent_loop_entry(settings: AgentLoopSettings, *, name: str = DEFAULT_AGENT_NAME) -> dict:
