@@ -74,9 +74,10 @@ def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 
 def test_refuses_at_once_without_a_cuda_gpu(tmp_path):
+    """Through the real ``traject`` command, with CUDA hidden even where a GPU exists."""
     p = _write(tmp_path, _config(tmp_path))
     t0 = time.perf_counter()
-    proc = _run_cli(str(p), env={"CUDA_VISIBLE_DEVICES": ""})
+    proc = _run_cli(str(p), "trainer.save_freq=3", env={"CUDA_VISIBLE_DEVICES": ""})
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 2, proc.stderr
     assert "needs CUDA GPUs" in proc.stderr and "--dry-run" in proc.stderr
@@ -84,21 +85,20 @@ def test_refuses_at_once_without_a_cuda_gpu(tmp_path):
     assert elapsed < 120
 
 
-def test_bad_config_file_is_one_clear_error(tmp_path):
+def test_bad_config_file_is_one_clear_error(tmp_path, capsys):
+    from traject.trainers.verl.launcher import run_cli
+
     p = tmp_path / "bad.yaml"
     p.write_text("model: [unclosed\n")
-    proc = _run_cli(str(p), "--dry-run")
-    assert proc.returncode == 2
-    assert str(p) in proc.stderr and "not valid YAML" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-verl = pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
+    assert run_cli(p, dry_run=True) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "not valid YAML" in err
 
 
 def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
+    verl = pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
     config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
     with initialize_config_dir(config_dir=config_dir, version_base=None):
         return compose(config_name="ppo_trainer", overrides=overrides)
@@ -115,17 +115,19 @@ def _validate(cfg) -> None:
     {},
     {"kl_coef": 0.001, "algorithm": "grpo", "verl": {"gpus_per_node": 2, "ppo_mini_batch_size": 2}},
     {"algorithm": "ppo", "kl_coef": 0.01, "kl_mode": "reward"},
+    {"verl": {"use_v1": False, "strategy": "megatron"}},
 ])
-def test_dry_run_command_composes_and_validates(tmp_path, extra):
+def test_dry_run_command_composes_and_validates(tmp_path, extra, capsys):
+    pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
     from omegaconf import OmegaConf
 
     from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.trainers.verl.launcher import run_cli
 
     build_tiny_qwen(tmp_path / "model")
     p = _write(tmp_path, _config(tmp_path, val_tasks={"split": "test", "n": 4}, **extra))
-    proc = _run_cli(str(p), "--dry-run", "trainer.save_freq=3")
-    assert proc.returncode == 0, proc.stderr
-    argv = shlex.split(proc.stdout.strip().splitlines()[-1])
+    assert run_cli(p, dry_run=True, overrides=["trainer.save_freq=3"]) == 0
+    argv = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
     assert argv[1:3] == ["-m", "verl.trainer.main_ppo"]
     overrides = argv[3:]
     assert overrides[-1] == "trainer.save_freq=3"
@@ -137,7 +139,19 @@ def test_dry_run_command_composes_and_validates(tmp_path, extra):
     assert cfg.data.train_batch_size == tc.batch_size
     assert cfg.actor_rollout_ref.actor.optim.lr == tc.lr
     assert cfg.trainer.save_freq == 3
-    assert cfg.algorithm.adv_estimator == {"ppo": "gae"}.get(tc.algorithm, tc.algorithm)
+    if tc.verl.use_v1:
+        assert cfg.algorithm.adv_estimator == {"ppo": "gae"}.get(tc.algorithm, tc.algorithm)
+    else:  # the legacy trainer gets traject_grpo, registered in every Ray worker process
+        assert cfg.algorithm.adv_estimator == "traject_grpo"
+        hook = cfg.ray_kwargs.ray_init.runtime_env.worker_process_setup_hook
+        from traject.trainers.verl.advantage import NAME, register
+
+        assert hook == f"{register.__module__}.{register.__name__}"
+        register()
+        from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+        assert get_adv_estimator_fn(NAME).__name__ == "compute_traject_grpo"
+    assert cfg.actor_rollout_ref.actor.strategy == tc.verl.strategy
     assert bool(cfg.actor_rollout_ref.actor.use_kl_loss) == (tc.kl_coef > 0 and tc.kl_mode == "loss")
     assert bool(cfg.algorithm.use_kl_in_reward) == (tc.kl_coef > 0 and tc.kl_mode == "reward")
     # the files it names exist and are what veRL reads

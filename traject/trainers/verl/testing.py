@@ -92,8 +92,8 @@ class LookupSolver:
 
     ``modes`` assigns each new trajectory (request id) a behaviour in turn: ``correct``,
     ``wrong`` (submits total+1), ``malformed`` (first writes a broken tool call, reads the
-    error, then solves), ``fail`` (the server dies on the second turn), ``ramble`` (answers
-    with long text until the response budget runs out).
+    error, then solves), ``fail`` (the server dies on the second turn), ``ramble`` (looks up
+    the same item with long musings, until the response budget runs out).
     """
 
     modes: tuple[str, ...] = ("correct", "wrong")
@@ -118,8 +118,8 @@ class LookupSolver:
         mode = self.mode_of(request_id, m.group(1))
         if mode == "fail" and turn == 1:
             raise ScriptedFailure("scripted server failure")
-        if mode == "ramble":
-            return "Let me think about the prices of everything in the shop. " * 4
+        if mode == "ramble":  # never gets to the point
+            return "Let me think about the prices in the shop. " * 2 + _call("lookup", {"item": "apple"})
         if mode == "malformed" and turn == 0:
             return '<tool_call>\n{"name": "lookup", "arguments": {"item": \n</tool_call>'
         order = [(p.split(" ", 1)[1], int(p.split(" ", 1)[0])) for p in m.group(1).split(" and ")]
