@@ -173,3 +173,11 @@ def test_plan_uses_task_files_and_loaders(tmp_path):
     rows = read_rows(p.files.train_file)
     assert [r["extra_info"]["task_id"] for r in rows] == ["t0", "t1", "t2"]
     assert p.command[:3] == ["python3", "-m", "verl.trainer.main_ppo"]
+
+
+def test_config_doc_example():
+    import doctest
+
+    import traject.trainers.verl.config as mod
+
+    assert doctest.testmod(mod).failed == 0
