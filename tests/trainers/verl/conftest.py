@@ -65,3 +65,9 @@ def load_batch(conf, train_file, group_size: int):
 def batch_for():
     """``batch_for(conf, train_file, group_size)``: see load_batch."""
     return load_batch
+
+
+@pytest.fixture
+def compose():
+    """``compose(overrides)``: veRL's ppo_trainer config with those overrides."""
+    return compose_verl_config
