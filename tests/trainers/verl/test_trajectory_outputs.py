@@ -8,7 +8,32 @@ import pytest
 
 verl = pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
 
+from traject.tools.base import ToolOutput  # noqa: E402
+from traject.tools.context import ToolContext  # noqa: E402
+from traject.tools.decorator import tool  # noqa: E402
 from traject.trainers.verl.testing import LookupSolver, ScriptedServerClient  # noqa: E402
+from traject.types import ImagePart, TextPart  # noqa: E402
+
+
+def _screenshot() -> ImagePart:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, format="PNG")
+    return ImagePart(data=base64.b64encode(buf.getvalue()).decode())
+
+
+@tool(name="lookup")
+async def look_at_shelf(ctx: ToolContext, item: str) -> ToolOutput:
+    """Look at the shop shelf.
+
+    Args:
+        item: The item.
+    """
+    return ToolOutput(content=[TextPart(text="the shelf:"), _screenshot()])
 
 pytestmark = pytest.mark.anyio
 SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
@@ -82,3 +107,19 @@ async def test_envs_are_pooled_per_worker_process(verl_setup, tiny_model):
         out = await make_loop(conf, files, client).run(dict(SAMPLING), **row_kwargs(files, i % 2))
         assert out.reward_score == 1.0
     assert state.envs_made("lookup", {}) - before <= 1  # four episodes, one env made
+
+
+async def test_images_to_a_text_only_model_stop_with_a_clear_error(verl_setup, tiny_model):
+    """A GUI-like observation (a screenshot from a tool) sent to a model that cannot see."""
+    from traject.environments.registry import register_env, registry
+    from traject.environments.tool_env import ToolEnv
+    from traject.trainers.verl.agent_loop import ModelCannotSeeImages
+
+    registry.discover()
+    register_env("test-shelf", lambda: ToolEnv([look_at_shelf], name="test-shelf"), replace=True)
+    _, files, conf = verl_setup(n_tasks=1)
+    client = ScriptedServerClient(conf, LookupSolver(modes=("correct",)), str(tiny_model))
+    row = row_kwargs(files)
+    row["extra_info"] = {**row["extra_info"], "env": "test-shelf"}
+    with pytest.raises(ModelCannotSeeImages, match="env .test-shelf. shows the model images.*no multimodal processor"):
+        await make_loop(conf, files, client).run(dict(SAMPLING), **row)

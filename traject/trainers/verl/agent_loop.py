@@ -40,6 +40,10 @@ from traject.types import Status, Trajectory  # noqa: E402
 log = logging.getLogger(__name__)
 
 
+class ModelCannotSeeImages(ValueError):
+    """An env sends images to a model without a multimodal processor: a config error."""
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
@@ -69,6 +73,7 @@ class TrajectAgentLoop(AgentLoopBase):
         task = task_from_row(extra_info)
         env_name = extra_info.get("env") or self.settings.env
         env_config = dict(self.settings.env_configs.get(env_name, {}))
+        self._env_name = env_name
         # veRL's V1 (TransferQueue) worker passes each of a prompt's n sessions its session_id
         # and accepts any number of outputs per session; the legacy worker needs exactly one.
         session_id = kwargs.get("session_id")
@@ -96,6 +101,8 @@ class TrajectAgentLoop(AgentLoopBase):
             reset_episode(token)
             state.release(env_name, env_config, env,
                           healthy=traj is not None and traj.status is not Status.INFRA_ERROR)
+        if traj.error and traj.error.startswith(ModelCannotSeeImages.__name__):
+            raise ModelCannotSeeImages(traj.error.split(": ", 1)[1])  # a config error: stop the run
         traj.info["verl_segments"] = policy.segments
         if self.settings.store_dir:
             await state.store(self.settings.store_dir).append(traj)
@@ -113,7 +120,12 @@ class TrajectAgentLoop(AgentLoopBase):
         return outputs[-1] if outputs else self._untrainable_output(traj, conv, policy)
 
     async def _prepare_images(self, images: list[Any]) -> list[Any]:
-        self._assert_mm_supported(True)
+        try:
+            self._assert_mm_supported(True)
+        except ValueError as exc:
+            raise ModelCannotSeeImages(
+                f"env {self._env_name!r} shows the model images, but {self.config.actor_rollout_ref.model.path} "
+                f"has no multimodal processor: train a vision-language model on it ({exc})") from exc
         info = await self.process_multi_modal_info(
             [{"role": "user", "content": [{"type": "image", "image": img} for img in images]}])
         return list(info.get("images") or images)
