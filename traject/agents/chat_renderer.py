@@ -28,6 +28,10 @@ segment there, so that no training sequence is one the model never saw.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +85,11 @@ class ChatRenderer:
         self.end_of_turn_id: int = eot_id
         if chat_template is None and not getattr(tokenizer, "chat_template", None):
             raise ValueError("the tokenizer has no chat template: pass chat_template=")
+        # The template text of prompts handed out, by their ids: next turn, the prompt the model
+        # saw need not be rendered again (rendering dominates the cost of a turn's prompt).
+        self._openings: OrderedDict[bytes, str] = OrderedDict()
+        self._openings_lock = threading.Lock()
+        self.cache_size = 4096
 
     # --- text ----------------------------------------------------------------------------
 
@@ -140,28 +149,41 @@ class ChatRenderer:
         """The prompt ids for the assistant turn that follows ``messages``."""
         full = self.render_text(messages, tools, add_generation_prompt=True)
         last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "assistant"), None)
-        if last is None:
-            return RenderedPrompt(ids=self.encode(full), text=full)
-        gen = messages[last].generation
-        if gen is None or not gen.prompt_ids:
-            return RenderedPrompt(ids=self.encode(full), text=full)
-        reason, tail = self._turn_tail(messages, tools, last)
+        gen = messages[last].generation if last is not None else None
+        if last is None or gen is None or not gen.prompt_ids:
+            return self._remember(RenderedPrompt(ids=self.encode(full), text=full))
+        before = self.render_text(messages[: last + 1], tools, add_generation_prompt=False)
+        reason, tail = self._turn_tail(messages, tools, last, before)
         if reason is None:
-            before = self.render_text(messages[: last + 1], tools, add_generation_prompt=False)
             if not full.startswith(before):
                 reason = "the chat template rewrote earlier turns when new messages were added"
             else:
                 closing = tail if gen.completion_ids[-1:] != [self.end_of_turn_id] else tail[len(self.end_of_turn):]
                 delta = self.encode(closing + full[len(before):])
                 reused = len(gen.prompt_ids) + len(gen.completion_ids)
-                return RenderedPrompt(ids=[*gen.prompt_ids, *gen.completion_ids, *delta], text=full, reused=reused)
-        return RenderedPrompt(ids=self.encode(full), text=full, fresh_reason=reason)
+                return self._remember(RenderedPrompt(ids=[*gen.prompt_ids, *gen.completion_ids, *delta], text=full,
+                                                     reused=reused))
+        return self._remember(RenderedPrompt(ids=self.encode(full), text=full, fresh_reason=reason))
 
-    def _turn_tail(self, messages: list[Message], tools: list[ToolSchema], index: int) -> tuple[str | None, str]:
+    def _remember(self, prompt: RenderedPrompt) -> RenderedPrompt:
+        key = _key(prompt.ids)
+        with self._openings_lock:
+            self._openings[key] = prompt.text
+            self._openings.move_to_end(key)
+            while len(self._openings) > self.cache_size:
+                self._openings.popitem(last=False)
+        return prompt
+
+    def _turn_tail(self, messages: list[Message], tools: list[ToolSchema], index: int,
+                   closed: str) -> tuple[str | None, str]:
         """How the template closes assistant turn ``index`` (its end-of-turn token and what
-        follows it), or why the turn's sampled tokens cannot stand for the template's turn."""
-        opening = self.render_text(messages[:index], tools, add_generation_prompt=True)
-        closed = self.render_text(messages[: index + 1], tools, add_generation_prompt=False)
+        follows it), or why the turn's sampled tokens cannot stand for the template's turn.
+        ``closed`` is the conversation rendered up to and including that turn."""
+        gen = messages[index].generation
+        with self._openings_lock:
+            opening = self._openings.get(_key(gen.prompt_ids)) if gen is not None else None
+        if opening is None:
+            opening = self.render_text(messages[:index], tools, add_generation_prompt=True)
         if not closed.startswith(opening):
             return "the chat template renders the assistant turn differently from its generation prompt", ""
         turn = closed[len(opening):]
@@ -222,6 +244,10 @@ class ChatRenderer:
         if ids:
             views.append(_view(ids, mask, turn, prompt_len))
         return views
+
+
+def _key(ids: list[int]) -> bytes:
+    return hashlib.blake2b(array("q", ids).tobytes(), digest_size=16).digest()
 
 
 def _view(ids: list[int], mask: list[int], turn: list[int], prompt_len: int) -> TokenView:
