@@ -203,6 +203,8 @@ def test_in_memory_model_sampling_options_and_errors(sft_path: Path) -> None:
         HFPolicy(model)
     with pytest.raises(FileNotFoundError, match="no model at"):
         HFPolicy("/nonexistent/model")
+    with pytest.raises(ValueError, match="not a torch dtype"):
+        HFPolicy(sft_path, dtype="float33")
     full = HFPolicy(model, tok, max_model_len=50)
     with pytest.raises(PolicyError, match="fills the model's context of 50"):
         anyio.run(full.act, [Message.system(SYSTEM_PROMPT), *msgs], TOOLS)
@@ -230,7 +232,7 @@ def test_prefix_break_with_a_reasoning_dropping_template(tiny_qwen3_path: Path) 
     assert all(t.status is Status.MAX_TURNS for t in trajs), [(t.status, t.error) for t in trajs]
     for traj in trajs:
         assistant = _assistant(traj)
-        assert len(assistant) == 3 and all(m.reasoning for m in assistant)
+        assert len(assistant) == 3 and any(m.reasoning for m in assistant)
         assert len(traj.token_views) > 1
         views = iter(traj.token_views)
         view = next(views)

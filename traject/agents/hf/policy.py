@@ -169,7 +169,9 @@ def _load(path: Path, tokenizer: Any, config: HFPolicyConfig) -> tuple[Any, Any]
     if not path.exists():
         raise FileNotFoundError(f"no model at {path}: pass a directory written by save_pretrained "
                                 "(e.g. traject.agents.hf.build_tiny_model(path))")
-    dtype = getattr(torch, config.dtype) if config.dtype else torch.float32
+    dtype = getattr(torch, config.dtype, None) if config.dtype else torch.float32
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"HFPolicyConfig.dtype {config.dtype!r} is not a torch dtype; use e.g. 'float32' or 'bfloat16'")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if config.device:
         model = model.to(config.device)
