@@ -33,6 +33,7 @@ import torch  # noqa: E402
 
 from traject.agents import Rollouts  # noqa: E402
 from traject.agents.hf import HFPolicy, build_tiny_model  # noqa: E402
+from traject.agents.hf.batcher import BatchStats  # noqa: E402
 from traject.environments.builtin.lookup import SYSTEM_PROMPT, lookup, lookup_tasks, submit  # noqa: E402
 from traject.episode import EpisodeInfo, reset_episode, set_episode  # noqa: E402
 from traject.types import Generation, Message, ToolCall  # noqa: E402
@@ -63,6 +64,7 @@ def bench_generation(path: Path, group: int, new_tokens: int, repeats: int) -> l
         policy = HFPolicy.from_pretrained(path, max_new_tokens=new_tokens, stop_token_ids=[],
                                           max_batch_size=batch, batch_wait_s=0.005)
         anyio.run(concurrent_acts, policy, prompts[:1])  # warm-up
+        policy.batcher.stats = BatchStats()
         times = [anyio.run(concurrent_acts, policy, prompts) for _ in range(repeats)]
         wall = statistics.median(times)
         rows.append({"table": "generation", "config": name, "max_batch_size": batch, "requests": group,
