@@ -39,7 +39,7 @@ async def test_concurrent_requests_share_a_batch() -> None:
 @pytest.mark.anyio
 async def test_max_batch_size_splits_and_late_arrivals_form_the_next_batch() -> None:
     log: list[list[int]] = []
-    b = MicroBatcher(_doubling(log, delay=0.05), max_batch_size=3, wait_s=0.01)
+    b = MicroBatcher(_doubling(log, delay=0.3), max_batch_size=3, wait_s=0.01)
     out: list[int] = []
 
     async def one(x: int, after: float) -> None:
@@ -83,7 +83,7 @@ async def test_an_error_reaches_every_request_of_its_batch_only() -> None:
 @pytest.mark.anyio
 async def test_cancelled_waiter_leaves_the_queue_and_a_cancelled_leader_still_delivers() -> None:
     log: list[list[int]] = []
-    b = MicroBatcher(_doubling(log, delay=0.1), max_batch_size=1, wait_s=0.0)
+    b = MicroBatcher(_doubling(log, delay=0.3), max_batch_size=1, wait_s=0.0)
     got: list[int] = []
 
     async def keep(x: int) -> None:
@@ -98,11 +98,11 @@ async def test_cancelled_waiter_leaves_the_queue_and_a_cancelled_leader_still_de
     assert got == [2, 4] and [99] not in log
 
     log.clear()
-    b = MicroBatcher(_doubling(log, delay=0.1), max_batch_size=4, wait_s=0.02)
+    b = MicroBatcher(_doubling(log, delay=0.3), max_batch_size=4, wait_s=0.02)
     got = []
 
     async def cancelled_leader() -> None:
-        with anyio.move_on_after(0.05):  # its deadline passes while the batch runs in the thread
+        with anyio.move_on_after(0.15):  # its deadline passes while the batch runs in the thread
             await b.submit(5)
 
     async with anyio.create_task_group() as tg:
