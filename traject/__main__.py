@@ -1,0 +1,5 @@
+"""``python -m traject``: the ``traject`` command."""
+
+from traject.cli import main
+
+main()
