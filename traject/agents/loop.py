@@ -59,8 +59,11 @@ class Episode:
         self.env = env
         self.task = task
         self.traj = Trajectory(task_id=task.id, sample_index=sample_index, env=env.spec.name, seed=seed)
-        self.timings = Timings()
-        self.usage = Usage()
+        # Plain numbers while the episode runs (pydantic attribute writes cost microseconds on
+        # a path taken several times per step); Usage and Timings are built once, at the end.
+        self.model_s = self.tools_s = self.user_s = 0.0
+        self.prompt_tokens = self.completion_tokens = self.model_calls = 0
+        self.tool_calls = self.format_errors = 0
         self.done = False
         self.pauses = 0
         self._started = False
@@ -110,7 +113,7 @@ class Episode:
         return self.done
 
     async def _steps(self, max_steps: int | None, should_pause: Callable[[], bool] | None) -> bool:
-        loop, env, traj, timings, usage = self.loop, self.env, self.traj, self.timings, self.usage
+        loop, env, traj = self.loop, self.env, self.traj
         if not self._started:
             self._started = True
             traj.messages = list(await env.reset(self.task))
@@ -124,19 +127,19 @@ class Episode:
             t0 = time.perf_counter()
             out = await policy.act(list(traj.messages), env.tools)
             model_s = time.perf_counter() - t0
-            timings.model_s += model_s
-            usage.model_calls += 1
-            usage.prompt_tokens += out.prompt_tokens
-            usage.completion_tokens += out.completion_tokens
+            self.model_s += model_s
+            self.model_calls += 1
+            self.prompt_tokens += out.prompt_tokens
+            self.completion_tokens += out.completion_tokens
             action = out.message
             traj.messages.append(action)
             result = await env.step(action)
             traj.messages.extend(result.observations)
             rt = result.timings
-            timings.tools_s += rt.tools_s
-            timings.user_s += rt.user_s
-            usage.tool_calls += len(action.tool_calls)
-            usage.format_errors += result.format_errors
+            self.tools_s += rt.tools_s
+            self.user_s += rt.user_s
+            self.tool_calls += len(action.tool_calls)
+            self.format_errors += result.format_errors
             traj.steps.append(Step(index=index, action=action, observations=result.observations,
                                    tool_results=result.tool_results, reward=result.reward,
                                    done=result.done, format_errors=result.format_errors,
@@ -175,13 +178,16 @@ class Episode:
     async def finish(self) -> Trajectory:
         """Close the env, build the token views and score. Call once ``advance`` returned True
         (an unfinished episode is closed as cancelled)."""
-        traj, timings = self.traj, self.timings
+        traj = self.traj
         t_start = time.perf_counter()
         if not self.done:
             traj.status = Status.CANCELLED
             self.done = True
         await self._close()
-        traj.usage = self.usage
+        traj.usage = Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                           model_calls=self.model_calls, tool_calls=self.tool_calls,
+                           format_errors=self.format_errors)
+        timings = Timings(model_s=self.model_s, tools_s=self.tools_s, user_s=self.user_s)
         if self.pauses:
             traj.info["pauses"] = self.pauses
         if traj.status is not Status.INFRA_ERROR and traj.status is not Status.CANCELLED:

@@ -205,7 +205,9 @@ class Rollouts:
                 reset_episode(token)
             _record_versions(traj)
             if self.group_reward is None:
-                await self._emit(traj, results)
+                # Written (and fsynced, batched with others) in its own task: the worker moves
+                # on to its next episode instead of waiting for the disk.
+                tg.start_soon(self._emit, traj, results)
             else:
                 self._collect(episode.task, traj, results, tg)
         self._requeue(deferred)

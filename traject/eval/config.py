@@ -121,17 +121,32 @@ class EvalConfig(_Model):
 RUNTIME_FIELDS = frozenset({"concurrency", "retry_infra", "episode_timeout_s", "pricing", "name"})
 
 
+_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "tuple"})
+
+
+def field_path(loc: tuple[object, ...]) -> str:
+    """A pydantic error location as a field path, without the tags pydantic adds for the
+    members of a union (``prompt.str``, ``prompt.list[...]``)."""
+    parts = []
+    for x in loc:
+        s = str(x)
+        if s in _TAGS or "[" in s or s.startswith("function-"):
+            break
+        parts.append(s)
+    return ".".join(parts)
+
+
 def format_validation_error(err: ValidationError, where: str) -> str:
-    lines = []
+    lines: list[str] = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        loc = field_path(e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown field '{loc}' (check its spelling)")
         elif e["type"] == "missing":
             lines.append(f"{where}: missing required field '{loc}'")
         else:
             lines.append(f"{where}: field '{loc}': {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+    return "\n".join(dict.fromkeys(lines))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

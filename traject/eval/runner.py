@@ -51,7 +51,9 @@ def resolve_tasks(config: EvalConfig) -> list[Task]:
         options["n"] = src.n
     try:
         return load_tasks(config.env, **options)
-    except (KeyError, ValueError, TypeError) as exc:
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]) if exc.args else repr(exc)) from None
+    except (ValueError, TypeError) as exc:
         raise ConfigError(f"tasks of env {config.env!r}: {exc}") from None
 
 
@@ -91,6 +93,7 @@ def open_run(run_dir: RunDir, config: EvalConfig | None, *, resume: bool) -> tup
     if run_dir.exists or run_dir.file(TRAJECTORIES).exists():
         raise ConfigError(f"{run_dir.path} already holds a run: pass --resume to continue it, "
                           "or choose another --out")
+    env_factory(config)  # fail on a bad env name or env config before anything is written
     tasks = resolve_tasks(config)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     write_task_file(run_dir.file(TASKS), tasks)
@@ -114,6 +117,19 @@ def write_results(run_dir: RunDir, config: EvalConfig, tasks: Sequence[Task]) ->
     return results
 
 
+async def close_policy(policy: Policy) -> None:
+    """Release a policy's connections (``aclose()``, or its HTTP client's ``close()``)."""
+    closer = getattr(policy, "aclose", None) or getattr(getattr(policy, "client", None), "close", None)
+    if closer is None:
+        return
+    try:
+        result = closer()
+        if hasattr(result, "__await__"):
+            await result
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
 async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool = False,
                    progress: ProgressSink | None = None, policy: Policy | None = None,
                    argv: Sequence[str] | None = None) -> EvalResults:
@@ -122,6 +138,7 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
     run_dir = RunDir(out)
     config, tasks = open_run(run_dir, config, resume=resume)
     factory = env_factory(config)
+    own_policy = policy is None
     policy = policy if policy is not None else make_policy(config.policy)
     manifest = run_dir.read_manifest() or new_manifest(config.seed)
     invocation = Invocation(started_at=now(), resumed=resume, argv=list(argv if argv is not None else sys.argv))
@@ -154,6 +171,9 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
         invocation.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if own_policy:
+            with anyio.CancelScope(shield=True):
+                await close_policy(policy)
         # Synchronous on purpose: this runs also while the run is being cancelled.
         store.close()
         invocation.finished_at = now()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from traject.eval.config import ConfigError
+from traject.eval.config import ConfigError, field_path
 from traject.types import Task
 
 
@@ -57,13 +57,14 @@ def load_task_file(path: str | Path) -> list[Task]:
 
 def _task_error(err: ValidationError, where: str) -> str:
     e = err.errors()[0]
-    loc = ".".join(str(x) for x in e["loc"]) or "(record)"
+    loc = field_path(e["loc"]) or "(record)"
     if e["type"] == "missing":
         return f"{where}: missing required field '{loc}' of a Task"
     if e["type"] == "extra_forbidden":
         return (f"{where}: unknown field '{loc}' in a Task; a Task has id, prompt, answer, data, "
                 "metadata (put env payloads under 'data')")
-    return f"{where}: field '{loc}': {e['msg']} (got {e.get('input')!r})"
+    msgs = "; or ".join(dict.fromkeys(x["msg"] for x in err.errors() if field_path(x["loc"]) == field_path(e["loc"])))
+    return f"{where}: field '{loc}': {msgs} (got {e.get('input')!r})"
 
 
 def write_task_file(path: str | Path, tasks: Iterable[Task]) -> None:
