@@ -85,6 +85,28 @@ def eval_(
     raise typer.Exit(eval_command(flags, console, argv=sys.argv))
 
 
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(..., help="Eval run directories."),
+    out: str = typer.Option("comparison", "--out", "-o", help="Where to write comparison.md/.json and pareto.png."),
+) -> None:
+    """Compare eval runs: a table, a Markdown summary and a Pareto plot of success against tokens."""
+    from traject.eval.commands import compare_command
+
+    raise typer.Exit(compare_command(runs, out, console))
+
+
+@app.command()
+def view(
+    run: str = typer.Argument(..., help="An eval run directory."),
+    out: str = typer.Option(None, "--out", "-o", help="Where to write the report (default RUN/report)."),
+) -> None:
+    """Write a static HTML report of a run: a filterable task list and one page per trajectory."""
+    from traject.eval.commands import view_command
+
+    raise typer.Exit(view_command(run, out, console))
+
+
 def main() -> None:
     try:
         app()

@@ -147,3 +147,36 @@ def eval_command(flags: EvalFlags, console: Console, argv: list[str] | None = No
                       f"traject eval --out {out} --resume")
         return 1
     return 0
+
+
+def compare_command(runs: list[str], out: str, console: Console) -> int:
+    from rich.table import Table
+
+    from traject.eval.compare import comparison_rows, write_comparison
+
+    try:
+        comparison, plot = write_comparison(runs, out)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    header, rows = comparison_rows(comparison)
+    table = Table(title="comparison")
+    for h in header:
+        table.add_column(h)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    console.print(f"wrote {out}/comparison.md" + (f" and {plot}" if plot else ""), highlight=False)
+    return 0
+
+
+def view_command(run: str, out: str | None, console: Console) -> int:
+    from traject.eval.view import write_report
+
+    try:
+        index = write_report(run, out)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    console.print(f"wrote {index}", highlight=False)
+    return 0
