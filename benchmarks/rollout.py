@@ -168,7 +168,7 @@ async def run_sync(sim: Sim, w: Workload, n: int, concurrency: int) -> int:
 async def run_async(sim: Sim, w: Workload, n: int, concurrency: int, store_dir: Path) -> int:
     """(b) traject's Rollouts engine, streaming every trajectory to a store."""
     policy = _policy(sim, concurrency)
-    with TrajectoryStore(store_dir / f"b-{w.turns}-{concurrency}.jsonl") as store:
+    with TrajectoryStore(store_dir / f"b-{w.turns}-{concurrency}-{time.time_ns()}.jsonl") as store:
         rollouts = Rollouts(policy, lambda: make_env(w), concurrency=concurrency, store=store)
         trajs = await rollouts.run(make_tasks(w, n))
     await policy.client.close()

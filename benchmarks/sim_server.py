@@ -42,12 +42,15 @@ class SimServer:
         self.engine = Engine(workload)
         self.requests = 0
         self.lag_s = 0.0
+        self.in_engine_s = 0.0
+        self.idle_s = 0.0
         self.started = time.monotonic()
 
     def stats(self) -> dict[str, float]:
         e = self.engine
         return {"busy_s": e.busy_s, "steps": e.steps, "tokens": e.tokens, "mean_batch": e.mean_batch,
-                "requests": self.requests, "lag_s": self.lag_s, "since_s": time.monotonic() - self.started}
+                "requests": self.requests, "lag_s": self.lag_s,
+                "in_engine_s": self.in_engine_s, "idle_s": self.idle_s, "since_s": time.monotonic() - self.started}
 
     async def engine_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -57,7 +60,9 @@ class SimServer:
             duration = engine.begin_step()
             if duration is None:
                 self._wake.clear()
+                t_idle = time.perf_counter()
                 await self._wake.wait()
+                self.idle_s += time.perf_counter() - t_idle
                 deadline = None
                 continue
             now = loop.time()
@@ -88,9 +93,11 @@ class SimServer:
         w = self.workload
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         seq: Sequence = new_sequence(w, episode, turn, fut)
+        t_in = time.perf_counter()
         self.engine.submit(seq)
         self._wake.set()
         await fut
+        self.in_engine_s += time.perf_counter() - t_in
         last = turn + 1 >= w.turns
         call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
                 "function": {"name": "submit" if last else "work",
