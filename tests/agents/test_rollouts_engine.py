@@ -104,6 +104,13 @@ async def test_partial_rollouts_pause_at_step_boundaries_and_keep_policy_version
     tasks = _tasks(4)  # every lookup task takes 3 steps: two lookups, then submit
     policy = OraclePolicy()
     r = Rollouts(policy, "lookup", concurrency=3, partial=PartialRollouts(max_steps_per_run=1), policy_version=0)
+    with pytest.raises(RuntimeError, match="async with"):
+        await r.run(tasks)
+    async with r:
+        await _three_runs(r, tasks, policy)
+
+
+async def _three_runs(r, tasks, policy):
     assert await r.run(tasks) == []
     assert len(r.paused) == 4 and r.stats.paused == 4
     assert r.pending(tasks) == []  # paused episodes are not started again
@@ -123,16 +130,16 @@ async def test_partial_rollouts_pause_at_step_boundaries_and_keep_policy_version
 async def test_stop_after_fills_a_batch_then_pauses_the_rest(tmp_path):
     tasks = _tasks(10)
     with TrajectoryStore(tmp_path / "s.jsonl") as store:
-        r = Rollouts(OraclePolicy(delay_s=0.005), "lookup", concurrency=4, store=store,
-                     partial=PartialRollouts(stop_after=3))
-        first = await r.run(tasks)
-        assert 3 <= len(first) < 10
-        assert len(first) + len(r.paused) + len(r.pending(tasks)) == 10
-        rest = []
-        for _ in range(10):
-            if not (r.paused or r.pending(tasks)):
-                break
-            rest += await r.run(tasks)
+        async with Rollouts(OraclePolicy(delay_s=0.005), "lookup", concurrency=4, store=store,
+                            partial=PartialRollouts(stop_after=3)) as r:
+            first = await r.run(tasks)
+            assert 3 <= len(first) < 10
+            assert len(first) + len(r.paused) + len(r.pending(tasks)) == 10
+            rest = []
+            for _ in range(10):
+                if not (r.paused or r.pending(tasks)):
+                    break
+                rest += await r.run(tasks)
     keys = Counter((t.task_id, t.sample_index) for t in TrajectoryStore.read(tmp_path / "s.jsonl"))
     assert len(keys) == 10 and set(keys.values()) == {1}
     assert all(t.success for t in first + rest)
@@ -173,3 +180,24 @@ async def test_an_episode_can_be_run_in_pieces():
     traj = await episode.finish()
     assert traj.success and traj.num_turns == 3 and traj.usage.model_calls == 3
     assert traj.timings.total_s >= traj.timings.model_s
+
+
+@pytest.mark.anyio
+async def test_leaving_a_partial_rollout_closes_its_paused_episodes():
+    closed: list[int] = []
+
+    def factory():
+        env = make("lookup")
+        original = env.aclose
+
+        async def aclose() -> None:
+            closed.append(id(env))
+            await original()
+
+        env.aclose = aclose  # type: ignore[method-assign]
+        return env
+
+    async with Rollouts(OraclePolicy(), factory, concurrency=2, partial=PartialRollouts(max_steps_per_run=1)) as r:
+        await r.run(_tasks(3))
+        assert len(r.paused) == 3 and not closed
+    assert len(set(closed)) == 3 and not r.paused

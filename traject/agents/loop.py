@@ -13,10 +13,12 @@ from collections.abc import Callable
 from contextlib import nullcontext
 
 import anyio
+from anyio.abc import TaskGroup
 
 from traject.agents.policy import Policy
 from traject.agents.tokens import build_token_views
 from traject.environments.base import Env
+from traject.episode import reset_service_group, set_service_group
 from traject.rewards.base import Reward
 from traject.types import InfraError, RewardResult, Status, Step, Task, Timings, Trajectory, Usage
 
@@ -39,13 +41,23 @@ class AgentLoop:
         self.episode_timeout_s = episode_timeout_s
         self.max_steps = max_steps
 
-    def start(self, env: Env, task: Task, *, sample_index: int = 0, seed: int | None = None) -> Episode:
-        return Episode(self, env, task, sample_index=sample_index, seed=seed)
+    def start(self, env: Env, task: Task, *, sample_index: int = 0, seed: int | None = None,
+              services: TaskGroup | None = None) -> Episode:
+        """An episode to run in pieces. ``services`` is the task group where its toolsets may
+        start long-lived helpers (``traject.episode.service_group()``); it must outlive the
+        episode, pauses included."""
+        return Episode(self, env, task, sample_index=sample_index, seed=seed, services=services)
 
     async def run(self, env: Env, task: Task, *, sample_index: int = 0, seed: int | None = None) -> Trajectory:
-        episode = self.start(env, task, sample_index=sample_index, seed=seed)
-        await episode.advance()
-        return await episode.finish()
+        async with anyio.create_task_group() as services:
+            episode = self.start(env, task, sample_index=sample_index, seed=seed, services=services)
+            try:
+                await episode.advance()
+                traj = await episode.finish()
+            finally:
+                # Whatever a toolset left running is stopped with the episode.
+                services.cancel_scope.cancel()
+        return traj
 
 
 class Episode:
@@ -54,8 +66,9 @@ class Episode:
     counts neither in the timings nor against the episode timeout."""
 
     def __init__(self, loop: AgentLoop, env: Env, task: Task, *, sample_index: int = 0,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, services: TaskGroup | None = None) -> None:
         self.loop = loop
+        self.services = services
         self.env = env
         self.task = task
         self.traj = Trajectory(task_id=task.id, sample_index=sample_index, env=env.spec.name, seed=seed)
@@ -85,6 +98,7 @@ class Episode:
         timeout = None
         if loop.episode_timeout_s is not None:
             timeout = max(0.0, loop.episode_timeout_s - self._active_s)
+        service_token = set_service_group(self.services)
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 self.done = await self._steps(max_steps, should_pause)
@@ -107,6 +121,7 @@ class Episode:
             traj.error = f"{type(exc).__name__}: {exc}"
             self.done = True
         finally:
+            reset_service_group(service_token)
             self._active_s += time.perf_counter() - t0
         if not self.done:
             self.pauses += 1
@@ -165,6 +180,13 @@ class Episode:
         if self._closed:
             return
         self._closed = True
+        service_token = set_service_group(self.services)
+        try:
+            await self._close_env()
+        finally:
+            reset_service_group(service_token)
+
+    async def _close_env(self) -> None:
         traj = self.traj
         with anyio.CancelScope(shield=True):
             try:

@@ -117,6 +117,15 @@ class OpenAIPolicy:
         body.update(body.pop("extra_body", None) or {})
         return wrap(await self.lean.post_json("/chat/completions", body))
 
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> OpenAIPolicy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def _request(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
         api_messages = messages_to_openai(messages, self.format)
         req: dict[str, Any] = {"model": self.config.model, "messages": api_messages,

@@ -122,6 +122,25 @@ class Rollouts:
         self._group_size_left: dict[str, int] = {}
         self._stopping = False
         self._finished_this_run = 0
+        self._hold: TaskGroup | None = None
+
+    async def __aenter__(self) -> Rollouts:
+        """Partial rollouts keep paused episodes (and their toolsets' helpers) alive between
+        ``run()`` calls: that needs a task group that outlives them, held by ``async with``."""
+        self._hold_cm = anyio.create_task_group()
+        self._hold = await self._hold_cm.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        hold = self._hold
+        assert hold is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            self._hold = None
+            hold.cancel_scope.cancel()
+            await self._hold_cm.__aexit__(*exc)  # type: ignore[arg-type]
 
     def pending(self, tasks: Sequence[Task]) -> list[tuple[Task, int]]:
         """The (task, sample) pairs a ``run(tasks)`` would start: those not already in the
@@ -133,6 +152,9 @@ class Rollouts:
     async def run(self, tasks: Sequence[Task]) -> list[Trajectory]:
         """Continue paused episodes, then run every (task, sample) not already in the store;
         return the trajectories finished in this call."""
+        if self.partial is not None and self._hold is None:
+            raise RuntimeError("partial rollouts keep episodes open between run() calls: use "
+                               "`async with Rollouts(..., partial=...) as rollouts:`")
         todo = self.pending(tasks)
         ids = {t.id for t in tasks}
         in_tasks = sum(1 for p in self.paused if p.episode.task.id in ids)
@@ -181,28 +203,36 @@ class Rollouts:
                 if isinstance(item, _Paused) or item[0].id not in started_groups or self.group_reward is None:
                     deferred.append(item)
                     continue
-            if isinstance(item, _Paused):
-                episode, info = item.episode, item.info
-            else:
-                task, i = item
-                started_groups.add(task.id)
-                seed = episode_seed(self.seed, task.id, i)
-                info = EpisodeInfo(new_id("ep_"), task.id, i, seed)
-                token = set_episode(info)
-                try:
-                    env = self.env_factory()
-                finally:
-                    reset_episode(token)
-                episode = self.loop.start(env, task, sample_index=i, seed=seed)
-            token = set_episode(info)
+            token = None
             try:
-                finished = await episode.advance(max_steps, should_pause=should_pause)
-                if not finished:
-                    self.paused.append(_Paused(episode, info))
-                    continue
-                traj = await episode.finish()
+                if isinstance(item, _Paused):
+                    episode, info = item.episode, item.info
+                    token = set_episode(info)
+                    traj = await self._advance(episode, info, max_steps, should_pause)
+                else:
+                    task, i = item
+                    started_groups.add(task.id)
+                    seed = episode_seed(self.seed, task.id, i)
+                    info = EpisodeInfo(new_id("ep_"), task.id, i, seed)
+                    token = set_episode(info)
+                    env = self.env_factory()
+                    if self.partial is not None and self._hold is not None:
+                        # Episodes that may pause get their helpers' task group from the
+                        # Rollouts' own, which outlives this run() call.
+                        episode = self.loop.start(env, task, sample_index=i, seed=seed, services=self._hold)
+                        traj = await self._advance(episode, info, max_steps, should_pause)
+                    else:
+                        async with anyio.create_task_group() as services:
+                            episode = self.loop.start(env, task, sample_index=i, seed=seed, services=services)
+                            try:
+                                traj = await self._advance(episode, info, max_steps, should_pause)
+                            finally:
+                                services.cancel_scope.cancel()
             finally:
-                reset_episode(token)
+                if token is not None:
+                    reset_episode(token)
+            if traj is None:
+                continue
             _record_versions(traj)
             if self.group_reward is None:
                 # Written (and fsynced, batched with others) in its own task: the worker moves
@@ -211,6 +241,14 @@ class Rollouts:
             else:
                 self._collect(episode.task, traj, results, tg)
         self._requeue(deferred)
+
+    async def _advance(self, episode: Episode, info: EpisodeInfo, max_steps: int | None,
+                       should_pause: Callable[[], bool] | None) -> Trajectory | None:
+        """Run the episode on; None when it paused (it is then in ``self.paused``)."""
+        if not await episode.advance(max_steps, should_pause=should_pause):
+            self.paused.append(_Paused(episode, info))
+            return None
+        return await episode.finish()
 
     def _requeue(self, deferred: list[_Paused | tuple[Task, int]]) -> None:
         for item in deferred:
