@@ -199,5 +199,6 @@ async def test_leaving_a_partial_rollout_closes_its_paused_episodes():
 
     async with Rollouts(OraclePolicy(), factory, concurrency=2, partial=PartialRollouts(max_steps_per_run=1)) as r:
         await r.run(_tasks(3))
-        assert len(r.paused) == 3 and not closed
+        closed.clear()  # ToolEnv.reset closes first, for the env's reuse
+        assert len(r.paused) == 3
     assert len(set(closed)) == 3 and not r.paused

@@ -30,6 +30,28 @@ class LeanHTTPError(Exception):
         self.retryable = retryable
 
 
+# Named as the openai SDK names its errors, so that a trajectory's error reads the same
+# whichever transport carried the request.
+class APIConnectionError(LeanHTTPError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class APITimeoutError(LeanHTTPError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class APIStatusError(LeanHTTPError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, status=status, retryable=status == 429 or status >= 500)
+
+
+class APIResponseValidationError(LeanHTTPError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, status=status)
+
+
 class _Conn:
     __slots__ = ("buf", "stream")
 
@@ -107,9 +129,9 @@ class LeanHTTPClient:
                 stream = await anyio.connect_tcp(self.host, self.port, tls=self.tls, ssl_context=self._ssl,
                                                  tls_standard_compatible=False)
         except TimeoutError:
-            raise LeanHTTPError(f"connecting to {self.host}:{self.port} timed out", retryable=True) from None
+            raise APITimeoutError(f"connecting to {self.host}:{self.port} timed out") from None
         except OSError as exc:
-            raise LeanHTTPError(f"cannot connect to {self.host}:{self.port}: {exc}", retryable=True) from None
+            raise APIConnectionError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return _Conn(stream)
 
     async def post_json(self, path: str, body: Any) -> Any:
@@ -126,7 +148,7 @@ class LeanHTTPClient:
                         result = await self._exchange(conn, request)
                 except TimeoutError:
                     await conn.aclose()
-                    raise LeanHTTPError(f"no answer within {self.timeout_s:g} s", retryable=True) from None
+                    raise APITimeoutError(f"no answer within {self.timeout_s:g} s") from None
                 except BaseException:
                     await conn.aclose()
                     raise
@@ -136,7 +158,7 @@ class LeanHTTPClient:
                     await conn.aclose()
                     if reused and attempt == 0:
                         continue
-                    raise LeanHTTPError("the server closed the connection without answering", retryable=True)
+                    raise APIConnectionError("the server closed the connection without answering")
                 status, data, keep = result
                 if keep and not self._closed:
                     self._idle.append(conn)
@@ -158,7 +180,7 @@ class LeanHTTPClient:
             version, status_text = lines[0].split(b" ", 2)[:2]
             status = int(status_text)
         except ValueError:
-            raise LeanHTTPError(f"not an HTTP response: {lines[0][:80]!r}", retryable=True) from None
+            raise APIConnectionError(f"not an HTTP response: {lines[0][:80]!r}") from None
         headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
@@ -171,7 +193,7 @@ class LeanHTTPClient:
         else:
             data, keep = await conn.read_to_eof(), False
         if data is None:
-            raise LeanHTTPError("the connection closed in the middle of the answer", retryable=True)
+            raise APIConnectionError("the connection closed in the middle of the answer")
         return status, data, keep
 
     async def aclose(self) -> None:
@@ -207,9 +229,9 @@ def _decode(status: int, data: bytes) -> Any:
         message = data[:300].decode("utf-8", "replace")
         if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
             message = str(obj["error"].get("message", message))
-        raise LeanHTTPError(f"HTTP {status}: {message}", status=status, retryable=status == 429 or status >= 500)
+        raise APIStatusError(f"HTTP {status}: {message}", status)
     if obj is None:
-        raise LeanHTTPError(f"HTTP {status}: the answer is not JSON: {data[:120]!r}", status=status)
+        raise APIResponseValidationError(f"HTTP {status}: the answer is not JSON: {data[:120]!r}", status)
     return obj
 
 
