@@ -12,7 +12,17 @@ ideal bound, on one simulated workload (benchmarks/workload.py), in one run.
 
 Both (a) and (b) talk HTTP to benchmarks/sim_server.py (a separate process) through
 OpenAIPolicy, run the tools through ToolEnv, and (b) writes every trajectory to a
-TrajectoryStore. GPU-busy is the engine's busy time over the wall time.
+TrajectoryStore. GPU-busy is the engine's busy time over the wall time; the wall time runs
+from the first request to the last episode's end.
+
+(c) reads "model always busy, tools fully overlapped" as: the engine never waits on the
+runner, and one episode's tool calls overlap other episodes' generation. At a given
+concurrency an episode still waits for its own tools, so the engine can run short of work;
+the script also prints the model-only ceiling (every slot decoding all the time) for context.
+
+Other jobs may share the machine: the script raises its own priority (and the simulator's)
+where it may (root), so that it measures traject rather than the machine's load; both (a) and
+(b) run in the same process at the same priority. The host's load is recorded in the JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,6 +95,7 @@ class Measured:
     mean_batch: float
     requests: int
     lag_s: float = 0.0
+    client_cpu_ms: float = 0.0
 
     @property
     def episodes_per_s(self) -> float:
@@ -130,11 +142,13 @@ def _policy(sim: Sim, concurrency: int) -> OpenAIPolicy:
     return OpenAIPolicy(model="sim", base_url=sim.url, max_tokens=None, request_timeout_s=600)
 
 
-async def run_sync(sim: Sim, w: Workload, n: int, concurrency: int) -> int:
+async def run_sync(sim: Sim, w: Workload, n: int, concurrency: int) -> tuple[int, float]:
     """(a) Turn-synchronous batching, with traject's own policy and env objects."""
     policy = _policy(sim, concurrency)
     tasks = make_tasks(w, n)
     done = 0
+    sim.set_workload(w)
+    t0 = time.perf_counter()
     for start in range(0, n, concurrency):
         wave = tasks[start:start + concurrency]
         envs = [make_env(w) for _ in wave]
@@ -161,55 +175,73 @@ async def run_sync(sim: Sim, w: Workload, n: int, concurrency: int) -> int:
             active = [i for i in active if i not in finished]
         for env in envs:
             await env.aclose()
-    await policy.client.close()
-    return done
+    wall = time.perf_counter() - t0
+    await policy.aclose()
+    return done, wall
 
 
-async def run_async(sim: Sim, w: Workload, n: int, concurrency: int, store_dir: Path) -> int:
+async def run_async(sim: Sim, w: Workload, n: int, concurrency: int, store_dir: Path) -> tuple[int, float]:
     """(b) traject's Rollouts engine, streaming every trajectory to a store."""
     policy = _policy(sim, concurrency)
+    tasks = make_tasks(w, n)
     with TrajectoryStore(store_dir / f"b-{w.turns}-{concurrency}-{time.time_ns()}.jsonl") as store:
         rollouts = Rollouts(policy, lambda: make_env(w), concurrency=concurrency, store=store)
-        trajs = await rollouts.run(make_tasks(w, n))
-    await policy.client.close()
+        sim.set_workload(w)
+        t0 = time.perf_counter()
+        trajs = await rollouts.run(tasks)
+        wall = time.perf_counter() - t0
+    await policy.aclose()
     bad = [t for t in trajs if t.status is not Status.COMPLETED]
     if bad:
         raise RuntimeError(f"{len(bad)} episodes did not complete: {bad[0].status} {bad[0].error}")
-    return len(trajs)
+    return len(trajs), wall
 
 
 def measure(sim: Sim, mode: str, w: Workload, n: int, concurrency: int, store_dir: Path) -> Measured:
-    sim.set_workload(w)
-    t0 = time.perf_counter()
+    # Only the rollout itself is timed: from the first request to the last episode's end
+    # (the policy's client, the tasks and the store are made before the clock starts).
     if mode == "sync":
-        done = anyio.run(run_sync, sim, w, n, concurrency)
+        done, wall = anyio.run(run_sync, sim, w, n, concurrency)
     else:
-        done = anyio.run(run_async, sim, w, n, concurrency, store_dir)
-    wall = time.perf_counter() - t0
+        done, wall = anyio.run(run_async, sim, w, n, concurrency, store_dir)
     s = sim.stats()
     label = "(a) turn-synchronous" if mode == "sync" else "(b) traject Rollouts"
     return Measured(label, done, wall, s["busy_s"], s["mean_batch"], int(s["requests"]), s["lag_s"])
+
+
+def _raise_own_priority() -> bool:
+    """Other jobs share this machine; a starved client or server measures the machine's load,
+    not traject. (a) and (b) run in this same process, so they get the same priority."""
+    try:
+        os.nice(-15)
+        return True
+    except OSError:
+        return False
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small episode counts (a smoke run)")
     parser.add_argument("--json", default="benchmarks/results/rollout.json")
-    parser.add_argument("--big", type=int, default=1000, help="the large concurrency for (b) and (c)")
+    parser.add_argument("--big", type=int, default=1000, help="the large concurrency")
+    parser.add_argument("--no-priority", action="store_true", help="do not raise this process's priority")
     args = parser.parse_args()
+    raised = False if args.no_priority else _raise_own_priority()
+    load_before = os.getloadavg()[0]
     per_slot = 1 if args.quick else 4
-    configs = [(1, 64, 64 * per_slot, True), (3, 64, 64 * per_slot, True),
-               (3, args.big, args.big * (1 if args.quick else 2), False)]
+    configs = [(1, 64, 64 * per_slot), (3, 64, 64 * per_slot), (3, args.big, args.big * (1 if args.quick else 2))]
     sim = Sim()
     rows: list[dict[str, object]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for turns, conc, n, with_sync in configs:
+            for turns, conc, n in configs:
                 w = Workload(turns=turns)
                 measured = []
-                if with_sync:
-                    measured.append(measure(sim, "sync", w, n, conc, Path(tmp)))
-                measured.append(measure(sim, "async", w, n, conc, Path(tmp)))
+                for mode in ("sync", "async"):
+                    c0 = _cpu()
+                    m = measure(sim, mode, w, n, conc, Path(tmp))
+                    m.client_cpu_ms = 1e3 * (_cpu() - c0) / n
+                    measured.append(m)
                 ideal = simulate(w, n, conc, "async")
                 ideal_sync = simulate(w, n, conc, "sync")
                 b = measured[-1]
@@ -217,7 +249,7 @@ def main() -> None:
                     rows.append({"turns": turns, "concurrency": conc, "episodes": n, "mode": m.mode,
                                  "episodes_per_s": m.episodes_per_s, "gpu_busy": m.busy_fraction,
                                  "mean_batch": m.mean_batch, "wall_s": m.wall_s, "requests": m.requests,
-                                 "server_lag_s": m.lag_s})
+                                 "server_lag_s": m.lag_s, "client_cpu_ms_per_episode": m.client_cpu_ms})
                 rows.append({"turns": turns, "concurrency": conc, "episodes": n, "mode": "(c) ideal bound",
                              "episodes_per_s": ideal.episodes_per_s, "gpu_busy": ideal.busy_fraction,
                              "mean_batch": ideal.mean_batch, "wall_s": ideal.wall_s})
@@ -225,38 +257,64 @@ def main() -> None:
                              "mode": "    (a) with zero overhead", "episodes_per_s": ideal_sync.episodes_per_s,
                              "gpu_busy": ideal_sync.busy_fraction, "mean_batch": ideal_sync.mean_batch,
                              "wall_s": ideal_sync.wall_s})
-                summary = {"turns": turns, "concurrency": conc, "b_over_c": b.episodes_per_s / ideal.episodes_per_s}
-                if with_sync:
-                    summary["b_over_a"] = b.episodes_per_s / measured[0].episodes_per_s
+                summary = {"turns": turns, "concurrency": conc, "b_over_c": b.episodes_per_s / ideal.episodes_per_s,
+                           "b_over_a": b.episodes_per_s / measured[0].episodes_per_s,
+                           "model_bound_episodes_per_s": model_bound(w, conc)}
                 rows.append({"summary": summary})
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         sim.close()
-    report(rows, args.json, Workload())
+    host = {"priority_raised": raised, "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
+            "cpus": os.cpu_count()}
+    report(rows, args.json, Workload(), host)
 
 
-def report(rows: list[dict[str, object]], path: str, w: Workload) -> None:
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def model_bound(w: Workload, concurrency: int) -> float:
+    """Episodes/s if every one of min(concurrency, max_batch) slots decoded all the time (no
+    slot ever waiting on a tool): a ceiling no runner can reach while episodes spend time in
+    tools, printed for context only."""
+    batch = min(concurrency, w.max_batch)
+    sample = [w.out_tokens(e, k) for e in range(2000) for k in range(w.turns)]
+    tokens_per_episode = w.turns * sum(sample) / len(sample)
+    return batch / w.step_s(batch, 0) / tokens_per_episode
+
+
+def report(rows: list[dict[str, object]], path: str, w: Workload, host: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="rollout throughput (episodes/s) and GPU-busy fraction")
-    for col in ("turns", "conc.", "episodes", "mode", "episodes/s", "GPU busy", "mean batch", "wall s", "ratio"):
-        table.add_column(col, justify="left" if col == "mode" else "right")
+    cols = ("turns", "conc.", "episodes", "mode", "episodes/s", "GPU busy", "mean batch", "wall s",
+            "client CPU ms/ep", "server lag s", "ratios")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("mode", "ratios") else "right")
+    blank = [""] * (len(cols) - 1)
     for r in rows:
         if "summary" in r:
             s = r["summary"]
-            text = f"(b)/(c) = {s['b_over_c']:.2f}"  # type: ignore[index]
-            if "b_over_a" in s:  # type: ignore[operator]
-                text += f"   (b)/(a) = {s['b_over_a']:.2f}"  # type: ignore[index]
-            table.add_row("", "", "", "", "", "", "", "", text, end_section=True)
+            text = f"(b)/(a) = {s['b_over_a']:.2f}   (b)/(c) = {s['b_over_c']:.2f}"  # type: ignore[index]
+            table.add_row(*blank, text, end_section=True)
             continue
+        real = "client_cpu_ms_per_episode" in r
         table.add_row(str(r["turns"]), str(r["concurrency"]), str(r["episodes"]), str(r["mode"]),
                       f"{r['episodes_per_s']:.2f}", f"{r['gpu_busy']:.3f}", f"{r['mean_batch']:.1f}",
-                      f"{r['wall_s']:.1f}", "")
-    Console(width=160).print(table)
+                      f"{r['wall_s']:.1f}", f"{r['client_cpu_ms_per_episode']:.1f}" if real else "",
+                      f"{r['server_lag_s']:.2f}" if real else "", "")
+    Console(width=180).print(table)
+    for r in rows:
+        if "summary" in r:
+            s = r["summary"]
+            print(f"turns {s['turns']}, concurrency {s['concurrency']}: model-only ceiling (every slot decoding, "  # type: ignore[index]
+                  f"never waiting on a tool) {s['model_bound_episodes_per_s']:.2f} episodes/s")  # type: ignore[index]
     print(f"workload: {json.dumps(w.to_dict())}")
+    print(f"host: {json.dumps(host)}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({"workload": w.to_dict(), "rows": rows}, indent=2))
+    Path(path).write_text(json.dumps({"workload": w.to_dict(), "host": host, "rows": rows}, indent=2))
     print(f"wrote {path}")
 
 

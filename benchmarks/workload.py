@@ -83,6 +83,7 @@ class Sequence:
     left: int
     prefill: int
     payload: Any = None
+    submitted_at: float = 0.0
 
 
 @dataclass
@@ -142,6 +143,8 @@ class SimResult:
     wall_s: float
     busy_s: float
     mean_batch: float
+    request_s: float = 0.0   # mean time from a request's arrival to its last token
+
 
     @property
     def episodes_per_s(self) -> float:
@@ -188,15 +191,23 @@ def simulate(w: Workload, episodes: int, concurrency: int, mode: Literal["async"
     outstanding = 0
     tool_wait = 0
 
+    latency = 0.0
+    requests = 0
+
+    def submit(ep: int, turn: int) -> None:
+        seq = new_sequence(w, ep, turn)
+        seq.submitted_at = now
+        engine.submit(seq)
+
     def start_async(ep: int) -> None:
-        engine.submit(new_sequence(w, ep, 0))
+        submit(ep, 0)
 
     def start_wave() -> None:
         nonlocal wave, next_episode, outstanding
         wave = list(range(next_episode, min(episodes, next_episode + concurrency)))
         next_episode += len(wave)
         for ep in wave:
-            engine.submit(new_sequence(w, ep, 0))
+            submit(ep, 0)
         outstanding = len(wave)
 
     if mode == "async":
@@ -212,6 +223,8 @@ def simulate(w: Workload, episodes: int, concurrency: int, mode: Literal["async"
         if kind == "step":
             step_end = None
             for seq in engine.end_step(step_dur):
+                latency += now - seq.submitted_at
+                requests += 1
                 if mode == "async":
                     push(now + w.tool_s(seq.episode, seq.turn), "tool", seq)
                 else:
@@ -226,7 +239,7 @@ def simulate(w: Workload, episodes: int, concurrency: int, mode: Literal["async"
             seq = data
             if mode == "async":
                 if seq.turn + 1 < w.turns:
-                    engine.submit(new_sequence(w, seq.episode, seq.turn + 1))
+                    submit(seq.episode, seq.turn + 1)
                 else:
                     done += 1
                     if next_episode < episodes:
@@ -237,7 +250,7 @@ def simulate(w: Workload, episodes: int, concurrency: int, mode: Literal["async"
                 if tool_wait == 0:
                     if seq.turn + 1 < w.turns:
                         for ep in wave:
-                            engine.submit(new_sequence(w, ep, seq.turn + 1))
+                            submit(ep, seq.turn + 1)
                         outstanding = len(wave)
                     else:
                         done += len(wave)
@@ -245,4 +258,4 @@ def simulate(w: Workload, episodes: int, concurrency: int, mode: Literal["async"
                             start_wave()
         kick()
     return SimResult(mode=f"simulated {mode}", episodes=done, wall_s=now, busy_s=engine.busy_s,
-                     mean_batch=engine.mean_batch)
+                     mean_batch=engine.mean_batch, request_s=latency / max(1, requests))

@@ -24,15 +24,20 @@ def gui_trajectory(png: str) -> Trajectory:
     typing = Message.assistant("", tool_calls=[ToolCall(id="c2", name="type_text", arguments={"text": "hello"})])
     typed = Message.tool("typed", tool_call_id="c2", name="type_text")
     opening = [Message.system("You operate a GUI."), Message.user([TextPart(text="Submit the form."), shot1])]
+    # The shapes the reward library writes: a WeightedSum of a checklist and an emotion reward
+    # (each term's info under its name), gated totals among the components.
     reward = RewardResult(
-        total=0.75, components={"checklist": 0.75}, success=True, per_turn=[0.5, 1.0],
-        info={"checklist": [
-            {"turn": 0, "item": "clicks the Submit button", "weight": 0.5, "satisfied": True,
-             "rationale": "The click at (150, 40) lands on Submit."},
-            {"turn": 1, "item": "types a greeting", "weight": 0.5, "satisfied": False,
-             "rationale": "It typed hello but into the wrong field."},
-        ], "gated_total": 0.4, "ungated_total": 0.9,
-            "emotion_trace": [{"turn": 0, "emotion": 50, "reason": "neutral"}, {"turn": 1, "emotion": 70, "reason": "pleased"}]},
+        total=0.75, success=True, per_turn=[0.5], per_step=[0.5, 0.0],
+        components={"checklist": 0.5, "gated_total": 0.4, "ungated_total": 0.9},
+        info={
+            "checklist": {"level": "trajectory", "judgements": [
+                {"checklist": 0, "turn": 0, "step": 0, "item": "clicks the Submit button", "satisfied": True,
+                 "source": "judge", "rationale": "The click at (150, 40) lands on Submit."},
+                {"checklist": 0, "turn": 0, "step": 1, "item": "types a greeting", "satisfied": False,
+                 "source": "judge", "rationale": "It typed hello but into the wrong field."},
+            ]},
+            "emotion": {"emotion_trace": [50.0, 70.0], "reasons": ["pleased by the quick answer"]},
+        },
     )
     return Trajectory(
         task_id="gui-form", env="gui", messages=[*opening, click, clicked, typing, typed],
@@ -80,11 +85,13 @@ async def test_report_in_chromium(make_run, helpers, tmp_path):
             assert await page.locator("section.turn").count() == 2
             assert await page.inner_text("#turn-1 .tool-name") == "click"
             turn1 = await page.inner_text("#turn-1")
-            assert "The click at (150, 40) lands on Submit." in turn1 and "turn reward 0.5" in turn1
-            assert "into the wrong field" in await page.inner_text("#turn-2")
+            assert "The click at (150, 40) lands on Submit." in turn1 and "reward at this step 0.5" in turn1
+            turn2 = await page.inner_text("#turn-2")
+            assert "into the wrong field" in turn2 and "user turn 1 reward 0.5" in turn2
             reward = await page.inner_text("#reward")
             assert "gated total 0.4" in reward and "ungated total 0.9" in reward
-            assert "pleased" in await page.inner_text("#emotion")
+            emotion = await page.inner_text("#emotion")
+            assert "pleased by the quick answer" in emotion and "70" in emotion
             mark = page.locator("#turn-1 svg.overlay circle.mark")
             assert (await mark.get_attribute("cx"), await mark.get_attribute("cy")) == ("150", "40")
 

@@ -4,11 +4,12 @@
 shows one trajectory turn by turn: messages, tool calls and results, the reward breakdown per
 turn, and GUI screenshots with the step's action drawn on them.
 
-Reward details are read from ``RewardResult.info`` where present: ``checklist`` (a list of
-items: ``turn``, ``item``/``description``, ``weight``, ``satisfied``/``passed``,
-``rationale``), ``gated_total`` and ``ungated_total``, and ``emotion_trace`` (numbers, or
-``{"turn", "emotion", "reason"}``; else the steps' ``user_state.emotion``). Anything else in
-``info`` is shown as JSON.
+Reward details come from the reward library's own shapes, wherever a combinator nested them
+in ``RewardResult.info``: the checklist reward's ``judgements`` (each placed at the assistant
+step it judged, with the judge's rationale), ``gated_total``/``ungated_total`` (components),
+the emotion reward's ``emotion_trace`` and ``reasons`` (else the steps' ``user_state``),
+``per_step`` at each step and ``per_turn`` at the end of each user turn. The whole ``info`` is
+also shown as JSON.
 """
 
 from __future__ import annotations

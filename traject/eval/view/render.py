@@ -131,14 +131,35 @@ def _spark(values: list[float], lo: float = 0.0, hi: float = 100.0) -> str:
             f"stroke='#3b82f6' stroke-width=2 /></svg>")
 
 
+def find_key(obj: Any, key: str, depth: int = 3) -> list[Any]:
+    """Every value under ``key`` in nested dicts (a WeightedSum nests each term's info under
+    its name), shallowest first."""
+    found: list[Any] = []
+    frontier = [obj]
+    for _ in range(depth + 1):
+        nxt = []
+        for d in frontier:
+            if isinstance(d, dict):
+                if key in d:
+                    found.append(d[key])
+                nxt.extend(v for k, v in d.items() if k != key and isinstance(v, dict))
+        frontier = nxt
+    return found
+
+
 def _emotion_trace(reward: RewardResult | None, traj: Trajectory) -> list[tuple[str, float, str]]:
-    """(label, value, reason) from the reward's ``emotion_trace`` or the steps' user state."""
+    """(label, emotion, reason): the emotion reward's ``emotion_trace`` and ``reasons`` (the
+    start, then one value per user reaction), else the steps' ``user_state``."""
     out: list[tuple[str, float, str]] = []
-    trace = reward.info.get("emotion_trace") if reward else None
-    if isinstance(trace, list):
+    info = reward.info if reward else {}
+    traces = [t for t in find_key(info, "emotion_trace") if isinstance(t, list)]
+    if traces:
+        trace = traces[0]
+        reasons = next((r for r in find_key(info, "reasons") if isinstance(r, list)), [])
         for i, item in enumerate(trace):
             if isinstance(item, (int, float)):
-                out.append((str(i), float(item), ""))
+                reason = str(reasons[i - 1]) if 0 < i <= len(reasons) else ""
+                out.append(("start" if i == 0 else str(i), float(item), reason))
             elif isinstance(item, dict) and isinstance(item.get("emotion"), (int, float)):
                 out.append((str(item.get("turn", i)), float(item["emotion"]),
                             str(item.get("reason") or item.get("rationale") or "")))
@@ -146,13 +167,37 @@ def _emotion_trace(reward: RewardResult | None, traj: Trajectory) -> list[tuple[
         for s in traj.steps:
             state = s.info.get("user_state")
             if isinstance(state, dict) and isinstance(state.get("emotion"), (int, float)):
-                out.append((str(s.index), float(state["emotion"]), str(state.get("reason", ""))))
+                reasons = state.get("reasons")
+                reason = str(reasons[-1]) if isinstance(reasons, list) and reasons else str(state.get("reason", ""))
+                out.append((f"after turn {s.index + 1}", float(state["emotion"]), reason))
     return out
 
 
-def _checklist(reward: RewardResult | None) -> list[dict[str, Any]]:
-    items = reward.info.get("checklist") if reward else None
-    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+def judgements(reward: RewardResult | None) -> list[dict[str, Any]]:
+    """Checklist decisions: the checklist reward's ``judgements`` (turn = user turn, step = the
+    assistant step within it), or a plain ``checklist`` list of items."""
+    if reward is None:
+        return []
+    items: list[dict[str, Any]] = []
+    for found in [*find_key(reward.info, "judgements"), *find_key(reward.info, "checklist")]:
+        if isinstance(found, list):
+            items.extend(i for i in found if isinstance(i, dict))
+    return items
+
+
+def user_turns(traj: Trajectory) -> dict[int, tuple[int, int]]:
+    """For each trajectory step: (user turn, step within that turn), as the checklist reward
+    counts them (a turn opens with each user message; the k-th assistant message is step k)."""
+    out: dict[int, tuple[int, int]] = {}
+    turn, within, k = -1, 0, 0
+    for m in traj.messages:
+        if m.role == "user":
+            turn, within = turn + 1, 0
+        elif m.role == "assistant" and k < len(traj.steps):
+            out[traj.steps[k].index] = (max(turn, 0), within)
+            within += 1
+            k += 1
+    return out
 
 
 def _checklist_table(items: list[dict[str, Any]]) -> str:
@@ -163,12 +208,25 @@ def _checklist_table(items: list[dict[str, Any]]) -> str:
             "<span class=fail>&#10007;</span>" if passed in (False, 0, 0.0) else escape(str(passed)))
         name = it.get("item") or it.get("description") or it.get("name") or it.get("id") or ""
         rationale = it.get("rationale") or it.get("reason") or it.get("explanation") or ""
+        source = it.get("source")
         weight = it.get("weight")
-        rows.append(f"<tr class=checklist-item><td>{mark}</td><td>{escape(str(name))}</td>"
+        extra = f" <span class=badge>{escape(str(source))}</span>" if source else ""
+        rows.append(f"<tr class=checklist-item><td>{mark}</td><td>{escape(str(name))}{extra}</td>"
                     f"<td>{'' if weight is None else escape(str(weight))}</td>"
                     f"<td class=rationale>{escape(str(rationale))}</td></tr>")
     return ("<table class=checklist><tr><th></th><th>item</th><th>weight</th><th>judge's rationale</th></tr>"
             + "".join(rows) + "</table>") if rows else ""
+
+
+def _gating(reward: RewardResult) -> tuple[Any, Any]:
+    def pick(key: str) -> Any:
+        for k, v in reward.components.items():
+            if k == key or k.endswith("." + key) or k.endswith("/" + key):
+                return v
+        found = find_key(reward.info, key)
+        return found[0] if found else None
+
+    return pick("gated_total"), pick("ungated_total")
 
 
 def reward_html(reward: RewardResult | None) -> str:
@@ -178,16 +236,17 @@ def reward_html(reward: RewardResult | None) -> str:
         return f"<p class=fail>the reward could not be computed: {escape(reward.error or '')}</p>"
     parts = [f"<p class=reward-line>total <b class=reward-total>{reward.total:.4f}</b>; success: "
              f"<b>{'-' if reward.success is None else reward.success}</b></p>"]
-    gated, ungated = reward.info.get("gated_total"), reward.info.get("ungated_total")
+    gated, ungated = _gating(reward)
     if gated is not None or ungated is not None:
         parts.append(f"<p class='reward-line gating'>gated total <b>{escape(str(gated))}</b> &middot; ungated total "
                      f"<b>{escape(str(ungated))}</b></p>")
     if reward.components:
         rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in reward.components.items())
         parts.append(f"<table class=components><tr><th>component</th><th>value</th></tr>{rows}</table>")
-    rest = {k: v for k, v in reward.info.items() if k not in ("checklist", "emotion_trace", "gated_total", "ungated_total")}
-    if rest:
-        parts.append(f"<details><summary>reward info</summary><pre>{_json(rest)}</pre></details>")
+    if reward.per_turn:
+        parts.append("<p class=reward-line>per user turn: " + ", ".join(f"{v:.3f}" for v in reward.per_turn) + "</p>")
+    if reward.info:
+        parts.append(f"<details><summary>reward info (JSON)</summary><pre>{_json(reward.info)}</pre></details>")
     return "".join(parts)
 
 
@@ -209,17 +268,24 @@ def trajectory_page(t: Trajectory, task: Task | None, home: str) -> str:
         rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:g}</td><td>{escape(r)}</td></tr>" for k, v, r in emotions)
         parts.append(f"<h2>Emotion trace</h2><section id=emotion>{_spark([v for _, v, _ in emotions])}"
                      f"<table><tr><th>turn</th><th>emotion</th><th>why</th></tr>{rows}</table></section>")
-    checklist = _checklist(reward)
-    per_turn_items: dict[int, list[dict[str, Any]]] = {}
-    loose = []
-    for it in checklist:
-        turn = it.get("turn")
-        if isinstance(turn, int):
-            per_turn_items.setdefault(turn, []).append(it)
+    positions = user_turns(t)
+    by_step: dict[int, list[dict[str, Any]]] = {}
+    loose: list[dict[str, Any]] = []
+    where = {v: k for k, v in positions.items()}
+    for it in judgements(reward):
+        turn, step = it.get("turn"), it.get("step")
+        if isinstance(turn, int) and isinstance(step, int) and (turn, step) in where:
+            by_step.setdefault(where[(turn, step)], []).append(it)
+        elif isinstance(turn, int) and not isinstance(step, int) and (turn, 0) in where:
+            last = max(i for (tt, _), i in where.items() if tt == turn)
+            by_step.setdefault(last, []).append(it)
         else:
             loose.append(it)
     if loose:
         parts.append(f"<h2>Checklist</h2>{_checklist_table(loose)}")
+    last_of_turn = {}
+    for index, (turn, _) in positions.items():
+        last_of_turn[turn] = max(index, last_of_turn.get(turn, -1))
 
     parts.append("<h2>Conversation</h2>")
     n_initial = len(t.messages) - sum(1 + len(s.observations) for s in t.steps)
@@ -237,16 +303,17 @@ def trajectory_page(t: Trajectory, task: Task | None, home: str) -> str:
                          f"{r.duration_s * 1000:.0f} ms{rew}</div>{_content(obs.content)}</div>")
         for obs in s.observations[len(s.tool_results):]:
             block.append(message_html(obs))
-        line = [f"step reward {s.reward:g}"]
-        if reward and s.index < len(reward.per_turn):
-            line.append(f"turn reward {reward.per_turn[s.index]:g}")
+        line = [f"env step reward {s.reward:g}"]
         if reward and s.index < len(reward.per_step):
-            line.append(f"step score {reward.per_step[s.index]:g}")
+            line.append(f"reward at this step {reward.per_step[s.index]:g}")
+        turn, _ = positions.get(s.index, (None, None))
+        if reward and turn is not None and last_of_turn.get(turn) == s.index and turn < len(reward.per_turn):
+            line.append(f"user turn {turn + 1} reward {reward.per_turn[turn]:g}")
         if s.format_errors:
             line.append(f"format errors {s.format_errors}")
         block.append(f"<p class=reward-line>{' &middot; '.join(line)}</p>")
-        if s.index in per_turn_items:
-            block.append(_checklist_table(per_turn_items[s.index]))
+        if s.index in by_step:
+            block.append(_checklist_table(by_step[s.index]))
         if s.info:
             block.append(f"<details><summary>step info</summary><pre>{_json(s.info)}</pre></details>")
         parts.append(f"<section class=turn id='turn-{s.index + 1}'>{''.join(block)}</section>")
