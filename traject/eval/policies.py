@@ -88,17 +88,27 @@ def _scripted(cfg: PolicyConfig) -> Policy:
 
 
 def _hf(cfg: PolicyConfig) -> Policy:
+    """``traject.agents.hf.HFPolicy.from_pretrained(path, **options)`` (options are HFPolicyConfig
+    fields: temperature, max_new_tokens, ...)."""
     if not cfg.target:
         raise ConfigError("policy 'hf' needs a model path: --policy hf:/path/to/model")
-    try:
-        module = importlib.import_module("traject.agents.hf_policy")
-    except ImportError as exc:
-        raise ConfigError(f"policy 'hf' is not available: traject.agents.hf_policy could not be imported "
-                          f"({exc}); it needs torch and transformers") from None
+    module = None
+    errors = []
+    for name in ("traject.agents.hf", "traject.agents.hf_policy"):
+        try:
+            module = importlib.import_module(name)
+            break
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    if module is None or not hasattr(module, "HFPolicy"):
+        raise ConfigError("policy 'hf' is not available in this installation (" + "; ".join(errors) +
+                          "); it needs torch and transformers") from None
     cls = module.HFPolicy
+    options = dict(cfg.options)
+    if cfg.temperature is not None and "temperature" not in options:
+        options["temperature"] = cfg.temperature
     from_pretrained = getattr(cls, "from_pretrained", None)
-    policy = from_pretrained(cfg.target, **cfg.options) if from_pretrained else cls(cfg.target, **cfg.options)
-    return policy  # type: ignore[no-any-return]
+    return from_pretrained(cfg.target, **options) if from_pretrained else cls(cfg.target, **options)  # type: ignore[no-any-return]
 
 
 register_policy_kind("openai", _openai)

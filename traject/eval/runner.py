@@ -136,10 +136,18 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
     """Run (or resume) an eval into ``out`` and return its results. ``policy`` overrides the
     config's policy (for library users holding a policy object)."""
     run_dir = RunDir(out)
-    config, tasks = open_run(run_dir, config, resume=resume)
-    factory = env_factory(config)
     own_policy = policy is None
-    policy = policy if policy is not None else make_policy(config.policy)
+    if policy is None and config is not None and not resume:
+        policy = make_policy(config.policy)  # a bad policy fails before the run directory is made
+    try:
+        config, tasks = open_run(run_dir, config, resume=resume)
+        factory = env_factory(config)
+        policy = policy if policy is not None else make_policy(config.policy)
+    except BaseException:
+        if own_policy and policy is not None:
+            with anyio.CancelScope(shield=True):
+                await close_policy(policy)
+        raise
     manifest = run_dir.read_manifest() or new_manifest(config.seed)
     invocation = Invocation(started_at=now(), resumed=resume, argv=list(argv if argv is not None else sys.argv))
     manifest.invocations.append(invocation)
