@@ -20,9 +20,10 @@ runner, and one episode's tool calls overlap other episodes' generation. At a gi
 concurrency an episode still waits for its own tools, so the engine can run short of work;
 the script also prints the model-only ceiling (every slot decoding all the time) for context.
 
-Other jobs may share the machine: the script raises its own priority (and the simulator's)
-where it may (root), so that it measures traject rather than the machine's load; both (a) and
-(b) run in the same process at the same priority. The host's load is recorded in the JSON.
+Other jobs may share the machine: the script runs in its own session at a raised priority
+(benchmarks/priority.py; the simulator too) where it may (root), so that it measures traject
+rather than the machine's load; both (a) and (b) run in the same process at the same
+priority. The host's load is recorded in the JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from priority import raise_priority  # noqa: E402
 from workload import Workload, simulate  # noqa: E402
 
 from traject.agents.openai_policy import OpenAIPolicy  # noqa: E402
@@ -120,7 +122,8 @@ class Sim:
         # of CPU by the client it serves (or by anything else on this machine), so it runs at a
         # higher priority where that is allowed.
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "sim_server.py")],
-                                     stdout=subprocess.PIPE, text=True, env=env, preexec_fn=_raise_priority)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=_raise_priority)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("PORT "):
             raise RuntimeError(f"the simulator server did not start: {line!r}")
@@ -134,6 +137,8 @@ class Sim:
         return httpx.get(self.base + "/sim/stats").json()
 
     def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
         self.proc.terminate()
         self.proc.wait(10)
 
@@ -209,16 +214,6 @@ def measure(sim: Sim, mode: str, w: Workload, n: int, concurrency: int, store_di
     return Measured(label, done, wall, s["busy_s"], s["mean_batch"], int(s["requests"]), s["lag_s"])
 
 
-def _raise_own_priority() -> bool:
-    """Other jobs share this machine; a starved client or server measures the machine's load,
-    not traject. (a) and (b) run in this same process, so they get the same priority."""
-    try:
-        os.nice(-15)
-        return True
-    except OSError:
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small episode counts (a smoke run)")
@@ -226,7 +221,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=1000, help="the large concurrency")
     parser.add_argument("--no-priority", action="store_true", help="do not raise this process's priority")
     args = parser.parse_args()
-    raised = False if args.no_priority else _raise_own_priority()
+    raised = "unchanged" if args.no_priority else raise_priority()
     load_before = os.getloadavg()[0]
     per_slot = 1 if args.quick else 4
     configs = [(1, 64, 64 * per_slot), (3, 64, 64 * per_slot), (3, args.big, args.big * (1 if args.quick else 2))]
@@ -264,7 +259,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         sim.close()
-    host = {"priority_raised": raised, "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
+    host = {"priority": raised, "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
             "cpus": os.cpu_count()}
     report(rows, args.json, Workload(), host)
 

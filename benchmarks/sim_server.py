@@ -146,7 +146,21 @@ class SimServer:
         return 404, b'{"error": {"message": "not found"}}'
 
 
+def _exit_with_parent() -> None:
+    """The benchmark holds our stdin: when it ends (or is killed), stdin closes and so do we."""
+    import os
+    import threading
+
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 async def serve(port: int) -> None:
+    if not sys.stdin.isatty():
+        _exit_with_parent()
     sim = SimServer(Workload())
     server = await asyncio.start_server(sim.handle, "127.0.0.1", port, backlog=4096)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)

@@ -124,3 +124,10 @@ def test_lean_rejects_a_url_it_cannot_speak_to():
     with pytest.raises(ValueError, match="http"):
         LeanHTTPClient("unix:///tmp/sock")
     assert LeanHTTPError("x", status=503, retryable=True).retryable
+
+
+def test_one_policy_serves_two_event_loops(chat_server):
+    server = chat_server(["one", "two"])
+    policy = _policy(server.url, "lean")
+    assert anyio.run(policy.act, CONVO, TOOLS).message.text == "one"
+    assert anyio.run(policy.act, CONVO, TOOLS).message.text == "two"

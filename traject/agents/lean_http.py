@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ByteStream
 
 
@@ -119,9 +120,11 @@ class LeanHTTPClient:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._idle: list[_Conn] = []
+        self.max_connections = max_connections
         self._slots = anyio.Semaphore(max_connections)
         self._ssl = ssl.create_default_context() if self.tls else None
         self._closed = False
+        self._loop: object = None
 
     async def _connect(self) -> _Conn:
         try:
@@ -139,6 +142,12 @@ class LeanHTTPClient:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         request = (b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n"
                    % ((self.prefix + path).encode(), self._head, len(payload))) + payload
+        loop = anyio.lowlevel.current_token()
+        if loop is not self._loop:
+            # Sockets belong to the event loop that opened them: a client used from a new loop
+            # (a second anyio.run) starts with a fresh pool.
+            self._loop, self._idle = loop, []
+            self._slots = anyio.Semaphore(self.max_connections)
         async with self._slots:
             for attempt in range(2):
                 reused = bool(self._idle)
