@@ -107,6 +107,22 @@ def view(
     raise typer.Exit(view_command(run, out, console))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: str = typer.Argument(..., help="Training config (YAML)."),
+    backend: str = typer.Option("local", "--backend", help="local (built-in learner) or verl."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Prepare the files and print the command only."),
+) -> None:
+    """Train a policy on an env. Extra arguments are raw overrides for the backend
+    (hydra overrides for verl, e.g. trainer.save_freq=10)."""
+    if backend == "verl":
+        from traject.trainers.verl.launcher import run_cli
+
+        raise typer.Exit(run_cli(config, dry_run=dry_run, overrides=list(ctx.args)))
+    console.print(f"[red]unknown or unavailable backend {backend!r}[/red]")
+    raise typer.Exit(2)
+
 def main() -> None:
     try:
         app()

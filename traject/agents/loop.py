@@ -15,7 +15,7 @@ from contextlib import nullcontext
 import anyio
 from anyio.abc import TaskGroup
 
-from traject.agents.policy import Policy
+from traject.agents.policy import ContextExhausted, Policy
 from traject.agents.tokens import build_token_views
 from traject.environments.base import Env
 from traject.episode import reset_service_group, set_service_group
@@ -140,7 +140,12 @@ class Episode:
                 traj.status = Status.MAX_TURNS
                 return True
             t0 = time.perf_counter()
-            out = await policy.act(list(traj.messages), env.tools)
+            try:
+                out = await policy.act(list(traj.messages), env.tools)
+            except ContextExhausted as exc:
+                traj.status = Status.MAX_TURNS
+                traj.info["truncated_by"] = f"context: {exc}"
+                return True
             model_s = time.perf_counter() - t0
             self.model_s += model_s
             self.model_calls += 1
