@@ -22,14 +22,18 @@ from traject.types import Generation, Message, RewardResult, Status, Task, ToolS
 class OraclePolicy:
     """The lookup oracle, with token ids so that policy versions can be tracked."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, slow_s: float | None = None) -> None:
         self.delay_s = delay_s
+        self.slow_s = slow_s  # for tasks whose prompt has an odd length: episodes of two speeds
         self.calls = 0
 
     async def act(self, messages: list[Message], tools: list[ToolSchema]) -> PolicyOutput:
         self.calls += 1
-        if self.delay_s:
-            await anyio.sleep(self.delay_s)
+        delay = self.delay_s
+        if self.slow_s is not None and len(next(m.text for m in messages if m.role == "user")) % 2:
+            delay = self.slow_s
+        if delay:
+            await anyio.sleep(delay)
         msg = solve(messages, tools)
         n = len(messages)
         # One token per message: what the policy sampled for its own turns, a stand-in elsewhere.
@@ -129,11 +133,15 @@ async def _three_runs(r, tasks, policy):
 @pytest.mark.anyio
 async def test_stop_after_fills_a_batch_then_pauses_the_rest(tmp_path):
     tasks = _tasks(10)
+    slow = [t for t in tasks if len(str(t.prompt)) % 2]
+    assert 2 <= len(slow) <= 8
     with TrajectoryStore(tmp_path / "s.jsonl") as store:
-        async with Rollouts(OraclePolicy(delay_s=0.005), "lookup", concurrency=4, store=store,
-                            partial=PartialRollouts(stop_after=3)) as r:
+        # Fast episodes take ~3 ms, slow ones ~150 ms: once 2 have finished (fast ones), the
+        # slow ones in flight are mid-episode and pause at their next step boundary.
+        async with Rollouts(OraclePolicy(delay_s=0.001, slow_s=0.05), "lookup", concurrency=10, store=store,
+                            partial=PartialRollouts(stop_after=2)) as r:
             first = await r.run(tasks)
-            assert 3 <= len(first) < 10
+            assert 2 <= len(first) < 10 and r.paused
             assert len(first) + len(r.paused) + len(r.pending(tasks)) == 10
             rest = []
             for _ in range(10):

@@ -234,6 +234,9 @@ class Rollouts:
             if traj is None:
                 continue
             _record_versions(traj)
+            self._finished_this_run += 1
+            if self.partial and self.partial.stop_after and self._finished_this_run >= self.partial.stop_after:
+                self._stopping = True
             if self.group_reward is None:
                 # Written (and fsynced, batched with others) in its own task: the worker moves
                 # on to its next episode instead of waiting for the disk.
@@ -272,9 +275,6 @@ class Rollouts:
         self.stats.finished += 1
         if traj.status is Status.INFRA_ERROR:
             self.stats.infra_errors += 1
-        self._finished_this_run += 1
-        if self.partial and self.partial.stop_after and self._finished_this_run >= self.partial.stop_after:
-            self._stopping = True
         if self.on_trajectory is not None:
             self.on_trajectory(traj)
 
