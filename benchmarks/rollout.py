@@ -218,13 +218,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small episode counts (a smoke run)")
     parser.add_argument("--json", default="benchmarks/results/rollout.json")
-    parser.add_argument("--big", type=int, default=1000, help="the large concurrency")
+    parser.add_argument("--turns", default="1,3", help="turns per episode to measure at --concurrency")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--big", type=int, default=1000, help="a large concurrency, measured at the most turns (0: skip)")
+    parser.add_argument("--episodes-per-slot", type=int, default=4, help="episodes = concurrency x this (2 at --big)")
     parser.add_argument("--no-priority", action="store_true", help="do not raise this process's priority")
     args = parser.parse_args()
     raised = "unchanged" if args.no_priority else raise_priority()
     load_before = os.getloadavg()[0]
-    per_slot = 1 if args.quick else 4
-    configs = [(1, 64, 64 * per_slot), (3, 64, 64 * per_slot), (3, args.big, args.big * (1 if args.quick else 2))]
+    per_slot = 1 if args.quick else args.episodes_per_slot
+    turns = [int(t) for t in args.turns.split(",")]
+    configs = [(t, args.concurrency, args.concurrency * per_slot) for t in turns]
+    if args.big:
+        configs.append((max(turns), args.big, args.big * (1 if args.quick else max(1, per_slot // 2))))
     sim = Sim()
     rows: list[dict[str, object]] = []
     try:
