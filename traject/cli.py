@@ -123,6 +123,15 @@ def train(
     console.print(f"[red]unknown or unavailable backend {backend!r}[/red]")
     raise typer.Exit(2)
 
+def _mount_sandbox() -> None:
+    from traject.sandboxes.cli import app as sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="Build, list, check and prune sandboxes.")
+
+
+_mount_sandbox()
+
+
 def main() -> None:
     try:
         app()
