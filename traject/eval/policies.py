@@ -88,8 +88,9 @@ def _scripted(cfg: PolicyConfig) -> Policy:
 
 
 def _hf(cfg: PolicyConfig) -> Policy:
-    """``traject.agents.hf.HFPolicy.from_pretrained(path, **options)`` (options are HFPolicyConfig
-    fields: temperature, max_new_tokens, ...)."""
+    """``traject.agents.hf.HFPolicy.from_pretrained(path, **options)``: ``options`` are
+    HFPolicyConfig fields; temperature, max_tokens (as max_new_tokens) and tool_format come
+    from the PolicyConfig unless ``options`` names them."""
     if not cfg.target:
         raise ConfigError("policy 'hf' needs a model path: --policy hf:/path/to/model")
     module = None
@@ -105,8 +106,11 @@ def _hf(cfg: PolicyConfig) -> Policy:
                           "); it needs torch and transformers") from None
     cls = module.HFPolicy
     options = dict(cfg.options)
-    if cfg.temperature is not None and "temperature" not in options:
-        options["temperature"] = cfg.temperature
+    options.setdefault("temperature", cfg.temperature)
+    if cfg.max_tokens is not None:
+        options.setdefault("max_new_tokens", cfg.max_tokens)
+    if cfg.tool_format is not None:
+        options.setdefault("tool_format", cfg.tool_format)
     from_pretrained = getattr(cls, "from_pretrained", None)
     return from_pretrained(cfg.target, **options) if from_pretrained else cls(cfg.target, **options)  # type: ignore[no-any-return]
 
