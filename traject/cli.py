@@ -51,6 +51,62 @@ def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool'
         console.print(t2)
 
 
+@app.command("eval")
+def eval_(
+    env: str = typer.Option(None, "--env", "-e", help="Registered env name (see `traject envs`)."),
+    policy: str = typer.Option(None, "--policy", help="openai (default) | scripted:MODULE:ATTR | hf:PATH | a plugin kind."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name at the endpoint (policy openai)."),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1."),
+    tool_format: str = typer.Option(None, "--tool-format", help="Render tools into the prompt in this format (hermes) instead of native tools."),
+    temperature: float = typer.Option(None, "--temperature"),
+    max_tokens: int = typer.Option(None, "--max-tokens"),
+    tasks: str = typer.Option(None, "--tasks", help="A JSONL file of Task records (else the env's own tasks)."),
+    split: str = typer.Option(None, "--split", help="Split of the env's own tasks."),
+    n: int = typer.Option(None, "--num-tasks", "-n", help="Number of tasks."),
+    task_seed: int = typer.Option(None, "--task-seed", help="Seed of generated tasks."),
+    samples: int = typer.Option(None, "--samples", "-k", help="Samples per task (for pass@k)."),
+    concurrency: int = typer.Option(None, "--concurrency", "-c", help="Episodes in flight."),
+    seed: int = typer.Option(None, "--seed", help="Base seed of episodes and bootstrap intervals."),
+    timeout: float = typer.Option(None, "--timeout", help="Per-episode wall-clock limit, seconds."),
+    env_config: list[str] = typer.Option([], "--env-config", help="KEY=VALUE passed to the env factory (repeatable)."),
+    config: str = typer.Option(None, "--config", help="A JSON or YAML EvalConfig; flags override it."),
+    out: str = typer.Option(None, "--out", "-o", help="Run directory (default runs/ENV-MODEL-TIME)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out: only missing episodes run."),
+    retry_infra: bool = typer.Option(None, "--retry-infra/--no-retry-infra", help="On resume, re-run infra errors."),
+    price_in: float = typer.Option(None, "--price-in", help="USD per million input tokens (cost estimate)."),
+    price_out: float = typer.Option(None, "--price-out", help="USD per million output tokens (cost estimate)."),
+    name: str = typer.Option(None, "--name", help="A label for tables and plots."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Evaluate a policy on an env's tasks: success, reward (95% CI), pass@k, pass^k, tokens, latency."""
+    from traject.eval.commands import EvalFlags, eval_command
+
+    flags = EvalFlags(**{k: v for k, v in locals().items() if k in EvalFlags.__dataclass_fields__})
+    raise typer.Exit(eval_command(flags, console, argv=sys.argv))
+
+
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(..., help="Eval run directories."),
+    out: str = typer.Option("comparison", "--out", "-o", help="Where to write comparison.md/.json and pareto.png."),
+) -> None:
+    """Compare eval runs: a table, a Markdown summary and a Pareto plot of success against tokens."""
+    from traject.eval.commands import compare_command
+
+    raise typer.Exit(compare_command(runs, out, console))
+
+
+@app.command()
+def view(
+    run: str = typer.Argument(..., help="An eval run directory."),
+    out: str = typer.Option(None, "--out", "-o", help="Where to write the report (default RUN/report)."),
+) -> None:
+    """Write a static HTML report of a run: a filterable task list and one page per trajectory."""
+    from traject.eval.commands import view_command
+
+    raise typer.Exit(view_command(run, out, console))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,

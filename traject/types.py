@@ -14,7 +14,8 @@ True
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+# Ids need to be unique, not secret: a generator seeded once from the OS is enough, and spares
+# a system call per id (uuid4 reads os.urandom) on the rollout hot path.
+_ids = random.Random(int.from_bytes(os.urandom(16), "big"))
+os.register_at_fork(after_in_child=lambda: _ids.seed(int.from_bytes(os.urandom(16), "big")))
+
+
 def new_id(prefix: str = "") -> str:
-    return prefix + uuid.uuid4().hex[:16]
+    return f"{prefix}{_ids.getrandbits(64):016x}"
 
 
 class _Model(BaseModel):

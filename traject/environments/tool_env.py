@@ -69,6 +69,7 @@ class ToolEnv(Env):
         self.ctx: ToolContext | None = None
         self._toolsets: list[Toolset] = []
         self._tools: dict[str, Tool] = {}
+        self._schemas: list[ToolSchema] | None = None
         self._turns = 0
 
     def _static_tools(self) -> list[Tool]:
@@ -83,7 +84,9 @@ class ToolEnv(Env):
     @property
     def tools(self) -> list[ToolSchema]:
         if self._tools:
-            return [t.schema for t in self._tools.values()]
+            if self._schemas is None:
+                self._schemas = [t.schema for t in self._tools.values()]
+            return self._schemas
         return self.spec.tools
 
     def system_message(self, task: Task) -> Message | None:
@@ -96,6 +99,7 @@ class ToolEnv(Env):
         self.ctx = ToolContext(task=task, episode_id=new_id("ep_"), sandbox=sandbox)
         self._turns = 0
         self._tools = {}
+        self._schemas = None
         for spec in self._tool_specs:
             if isinstance(spec, Tool):
                 tools = [spec]

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from traject.tools.base import Tool, ToolArgumentError, ToolOutput
 from traject.tools.context import ToolContext
+from traject.types import ToolSchema
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
 _ARG_LINE = re.compile(r"^\s*\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
@@ -133,6 +134,14 @@ class FunctionTool(Tool):
         self.parameters = _strip_titles(self.args_model.model_json_schema())
         self.parameters.setdefault("properties", {})
         self.parameters.setdefault("required", [])
+        self._schema: ToolSchema | None = None
+
+    @property
+    def schema(self) -> ToolSchema:
+        # Built once: envs ask for it every episode, and validating the JSON schema is not free.
+        if self._schema is None:
+            self._schema = ToolSchema(name=self.name, description=self.description, parameters=self.parameters)
+        return self._schema
 
     def __get__(self, instance: Any, owner: type | None = None) -> FunctionTool:
         # Used as a method of a Toolset: bind to the instance, keep the analysed schema.

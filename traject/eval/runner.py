@@ -1,0 +1,191 @@
+"""Run an eval: tasks x samples through the Rollouts engine into a run directory.
+
+A run is resumable: finished trajectories are fsynced as they finish, so a run that is
+interrupted (Ctrl-C) or killed loses only the episodes in flight, and ``resume=True`` runs
+exactly the (task, sample) pairs that have no record yet.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+
+from traject.agents.policy import Policy
+from traject.agents.rollouts import Rollouts
+from traject.agents.store import TrajectoryStore
+from traject.environments.base import Env
+from traject.environments.registry import load_tasks, make
+from traject.eval.config import RUNTIME_FIELDS, ConfigError, EvalConfig
+from traject.eval.markdown import summary_markdown
+from traject.eval.policies import make_policy
+from traject.eval.run_dir import (
+    TASKS,
+    TRAJECTORIES,
+    EvalResults,
+    Invocation,
+    RunDir,
+    config_diff,
+    new_manifest,
+    now,
+)
+from traject.eval.summary import EvalSummary, summarize
+from traject.eval.task_file import load_task_file, write_task_file
+from traject.types import Task, Trajectory
+
+
+class ProgressSink(Protocol):
+    def start(self, total: int, done: int) -> None: ...
+    def advance(self, traj: Trajectory) -> None: ...
+
+
+def resolve_tasks(config: EvalConfig) -> list[Task]:
+    src = config.tasks
+    if src.file:
+        return load_task_file(src.file)
+    options: dict[str, object] = {"split": src.split, "seed": src.seed}
+    if src.n is not None:
+        options["n"] = src.n
+    try:
+        return load_tasks(config.env, **options)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]) if exc.args else repr(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"tasks of env {config.env!r}: {exc}") from None
+
+
+def env_factory(config: EvalConfig):  # noqa: ANN201 - a zero-argument Env factory
+    def factory() -> Env:
+        return make(config.env, **config.env_config)
+
+    try:
+        env = factory()
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]) if exc.args else str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"env {config.env!r} with env_config {config.env_config}: {exc}") from None
+    del env
+    return factory
+
+
+def open_run(run_dir: RunDir, config: EvalConfig | None, *, resume: bool) -> tuple[EvalConfig, list[Task]]:
+    """Create a run directory, or reopen one to resume. A resumed run keeps what it measures
+    (env, tasks, policy, samples, seed); only runtime fields may change."""
+    if resume:
+        if not run_dir.exists:
+            raise ConfigError(f"--resume: {run_dir.path} holds no run to resume (no config.json); "
+                              "start it without --resume")
+        recorded = run_dir.read_config()
+        if config is not None:
+            diff = config_diff(recorded, config)
+            if diff:
+                raise ConfigError(f"--resume: the given settings differ from the run's recorded ones "
+                                  f"({run_dir.path}/config.json):\n  " + "\n  ".join(diff) +
+                                  "\nDrop those flags to resume as recorded, or start a new run with another --out.")
+            recorded = recorded.model_copy(update={k: getattr(config, k) for k in RUNTIME_FIELDS})
+        tasks = load_task_file(run_dir.file(TASKS))
+        return recorded, tasks
+    if config is None:
+        raise ConfigError("no eval config given")
+    if run_dir.exists or run_dir.file(TRAJECTORIES).exists():
+        raise ConfigError(f"{run_dir.path} already holds a run: pass --resume to continue it, "
+                          "or choose another --out")
+    env_factory(config)  # fail on a bad env name or env config before anything is written
+    tasks = resolve_tasks(config)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    write_task_file(run_dir.file(TASKS), tasks)
+    run_dir.write_config(config)
+    run_dir.write_manifest(new_manifest(config.seed))
+    return config, tasks
+
+
+def summarize_run(run_dir: RunDir, config: EvalConfig, tasks: Sequence[Task]) -> EvalSummary:
+    path = run_dir.file(TRAJECTORIES)
+    trajs = list(TrajectoryStore.read(path)) if path.exists() else []
+    return summarize(trajs, tasks=tasks, samples=config.samples, seed=config.seed, pricing=config.pricing,
+                     label=config.label)
+
+
+def write_results(run_dir: RunDir, config: EvalConfig, tasks: Sequence[Task]) -> EvalResults:
+    summary = summarize_run(run_dir, config, tasks)
+    results = EvalResults(config=config, summary=summary, complete=summary.counts.missing == 0,
+                          written_at=now())
+    run_dir.write_results(results, summary_markdown(results))
+    return results
+
+
+async def close_policy(policy: Policy) -> None:
+    """Release a policy's connections (``aclose()``, or its HTTP client's ``close()``)."""
+    closer = getattr(policy, "aclose", None) or getattr(getattr(policy, "client", None), "close", None)
+    if closer is None:
+        return
+    try:
+        result = closer()
+        if hasattr(result, "__await__"):
+            await result
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
+async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool = False,
+                   progress: ProgressSink | None = None, policy: Policy | None = None,
+                   argv: Sequence[str] | None = None) -> EvalResults:
+    """Run (or resume) an eval into ``out`` and return its results. ``policy`` overrides the
+    config's policy (for library users holding a policy object)."""
+    run_dir = RunDir(out)
+    own_policy = policy is None
+    if policy is None and config is not None and not resume:
+        policy = make_policy(config.policy)  # a bad policy fails before the run directory is made
+    try:
+        config, tasks = open_run(run_dir, config, resume=resume)
+        factory = env_factory(config)
+        policy = policy if policy is not None else make_policy(config.policy)
+    except BaseException:
+        if own_policy and policy is not None:
+            with anyio.CancelScope(shield=True):
+                await close_policy(policy)
+        raise
+    manifest = run_dir.read_manifest() or new_manifest(config.seed)
+    invocation = Invocation(started_at=now(), resumed=resume, argv=list(argv if argv is not None else sys.argv))
+    manifest.invocations.append(invocation)
+    run_dir.write_manifest(manifest)
+
+    store = TrajectoryStore(run_dir.file(TRAJECTORIES))
+    new = 0
+
+    def on_trajectory(traj: Trajectory) -> None:
+        nonlocal new
+        new += 1
+        if progress is not None:
+            progress.advance(traj)
+
+    rollouts = Rollouts(policy, factory, group_size=config.samples, concurrency=config.concurrency,
+                        episode_timeout_s=config.episode_timeout_s, store=store, seed=config.seed,
+                        retry_infra=config.retry_infra, on_trajectory=on_trajectory)
+    try:
+        if progress is not None:
+            todo = rollouts.pending(tasks)
+            progress.start(total=len(tasks) * config.samples, done=len(tasks) * config.samples - len(todo))
+        await rollouts.run(tasks)
+        invocation.outcome = "completed"
+    except anyio.get_cancelled_exc_class():
+        invocation.outcome = "interrupted"
+        raise
+    except BaseException as exc:
+        invocation.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        invocation.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if own_policy:
+            with anyio.CancelScope(shield=True):
+                await close_policy(policy)
+        # Synchronous on purpose: this runs also while the run is being cancelled.
+        store.close()
+        invocation.finished_at = now()
+        invocation.new_trajectories = new
+        run_dir.write_manifest(manifest)
+        results = write_results(run_dir, config, tasks)
+    return results
