@@ -9,6 +9,7 @@ worker's last context closes, the browsers close after ``idle_close_s``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ from traject.environments.gui.config import LAUNCH_FLAGS, BrowserConfig
 from traject.types import InfraError
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Playwright
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
 log = logging.getLogger(__name__)
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -71,7 +72,12 @@ class BrowserPool:
         self._load: dict[Browser, int] = {}
         self._owner: dict[BrowserContext, Browser] = {}
         self._idle_handle: asyncio.TimerHandle | None = None
+        # A warm (context, page) per set of context options, made in the background so that the
+        # next episode does not wait for Chromium to start a renderer.
+        self._spares: dict[str, tuple[Browser, BrowserContext, Page]] = {}
+        self._pending: dict[str, asyncio.Task[None]] = {}
         self.launches = 0
+        self.spares_used = 0
 
     @property
     def open_contexts(self) -> int:
@@ -93,24 +99,31 @@ class BrowserPool:
         log.debug("launched %s (%s) for worker %s", executable, browser.version, id(self))
         return browser
 
-    async def new_context(self, **options: Any) -> BrowserContext:
-        """A fresh context in the least-loaded browser, launching one while fewer than
-        ``config.browsers`` are open and all of them are busy."""
+    async def _pick_browser(self) -> Browser:
+        """The least-loaded browser, launching one while fewer than ``config.browsers`` are open
+        and all of them are busy. Call under the lock."""
+        for browser in [b for b in self._load if not b.is_connected()]:
+            log.warning("a browser of this worker died; dropping it")
+            del self._load[browser]
+        idle = [b for b, n in self._load.items() if n == 0]
+        if idle:
+            return idle[0]
+        if len(self._load) < self.config.browsers:
+            browser = await self._launch()
+            self._load[browser] = 0
+            return browser
+        return min(self._load, key=self._load.__getitem__)
+
+    def _cancel_idle_close(self) -> None:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
+
+    async def new_context(self, **options: Any) -> BrowserContext:
+        """A fresh context in the least-loaded browser."""
+        self._cancel_idle_close()
         async with self._lock:
-            for browser in [b for b in self._load if not b.is_connected()]:
-                log.warning("a browser of this worker died; dropping it")
-                del self._load[browser]
-            idle = [b for b, n in self._load.items() if n == 0]
-            if idle:
-                browser = idle[0]
-            elif len(self._load) < self.config.browsers:
-                browser = await self._launch()
-                self._load[browser] = 0
-            else:
-                browser = min(self._load, key=self._load.__getitem__)
+            browser = await self._pick_browser()
             self._load[browser] += 1
         api = import_playwright()
         try:
@@ -120,6 +133,56 @@ class BrowserPool:
             raise BrowserError(f"opening a browser context failed: {exc}") from exc
         self._owner[context] = browser
         return context
+
+    async def open_page(self, **options: Any) -> tuple[BrowserContext, Page]:
+        """A fresh context with one blank page: the warm spare when there is one (made in the
+        background after the previous call), else made now."""
+        self._cancel_idle_close()
+        key = json.dumps(options, sort_keys=True, default=str)
+        spare = self._spares.pop(key, None)
+        if spare is not None:
+            browser, context, page = spare
+            if browser.is_connected() and browser in self._load and not page.is_closed():
+                self._load[browser] += 1
+                self._owner[context] = browser
+                self.spares_used += 1
+                self._schedule_spare(key, options)
+                return context, page
+            await _quietly_close(context)
+        api = import_playwright()
+        context = await self.new_context(**options)
+        try:
+            page = await context.new_page()
+        except api.Error as exc:
+            await self.close_context(context)
+            raise BrowserError(f"opening a page failed: {exc}") from exc
+        self._schedule_spare(key, options)
+        return context, page
+
+    def _schedule_spare(self, key: str, options: dict[str, Any]) -> None:
+        if not self.config.prewarm or key in self._spares or key in self._pending:
+            return
+        self._pending[key] = asyncio.get_running_loop().create_task(self._make_spare(key, options))
+
+    async def _make_spare(self, key: str, options: dict[str, Any]) -> None:
+        try:
+            async with self._lock:
+                if not self._load:
+                    return
+                browser = await self._pick_browser()
+            context = await browser.new_context(**options)
+            try:
+                page = await context.new_page()
+            except BaseException:
+                await _quietly_close(context)
+                raise
+            self._spares[key] = (browser, context, page)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed spare only means no head start
+            log.debug("preparing a spare page failed: %s", exc)
+        finally:
+            self._pending.pop(key, None)
 
     async def close_context(self, context: BrowserContext) -> None:
         browser = self._owner.pop(context, None)
@@ -143,10 +206,19 @@ class BrowserPool:
 
     async def aclose(self) -> None:
         """Close every browser of this pool (open contexts die with them)."""
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        self._cancel_idle_close()
+        pending, self._pending = list(self._pending.values()), {}
+        for task in pending:
+            task.cancel()
+        spares, self._spares = list(self._spares.values()), {}
         with anyio.CancelScope(shield=True):
+            for task in pending:
+                try:
+                    await task
+                except BaseException:  # noqa: BLE001 - cancelled on purpose
+                    pass
+            for _, context, _ in spares:
+                await _quietly_close(context)
             async with self._lock:
                 browsers, self._load, self._owner = list(self._load), {}, {}
                 for browser in browsers:
@@ -160,6 +232,13 @@ class BrowserPool:
                         await playwright.stop()
                     except Exception as exc:  # noqa: BLE001
                         log.debug("stopping playwright failed: %s", exc)
+
+
+async def _quietly_close(context: BrowserContext) -> None:
+    try:
+        await context.close()
+    except Exception as exc:  # noqa: BLE001 - a dead browser's context is closed anyway
+        log.debug("closing a context failed: %s", exc)
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[BrowserConfig, BrowserPool]] = (

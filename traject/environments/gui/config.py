@@ -32,6 +32,8 @@ class BrowserConfig(BaseModel):
     extra_args: tuple[str, ...] = ()
     browsers: int = Field(1, ge=1, le=64, description="browsers per worker; episodes spread over them")
     launch_timeout_s: float = Field(30.0, gt=0)
+    prewarm: bool = Field(
+        True, description="keep a blank context+page ready in the background for the next episode")
     idle_close_s: float = Field(
         5.0, ge=0, description="close a worker's browsers when no episode used them for this long")
 

@@ -29,13 +29,15 @@ SNAPSHOT_JS = """
   const ROLES = new Set(['button', 'link', 'tab', 'checkbox', 'radio', 'menuitem', 'option', 'img',
                          'switch', 'textbox', 'combobox', 'slider']);
   const SKIP = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD', 'OPTION']);
+  // MiniWoB's own heads-up display, which its getDOMInfo leaves out too.
+  const SKIP_IDS = new Set(['reward-display', 'sync-task-cover', 'click-canvas', 'attention-canvas']);
   let next = window.__trajectNextId || 1;
   const out = [];
   const squash = (t) => (t || '').replace(/\\s+/g, ' ').trim();
   const ownText = (el) => squash(Array.from(el.childNodes)
       .filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.data).join(' '));
   const walk = (el) => {
-    if (SKIP.has(el.tagName)) return;
+    if (SKIP.has(el.tagName) || SKIP_IDS.has(el.id)) return;
     const style = getComputedStyle(el);
     if (style.display === 'none' || style.visibility === 'hidden') return;
     const r = el.getBoundingClientRect();

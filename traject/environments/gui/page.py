@@ -102,12 +102,9 @@ class TaskPage:
         scale = task.device_scale_factor or config.device_scale_factor
         screen = Screen(viewport=(vw, vh), clip=clip, scale=scale)
         url = page_url(task, config)
-        context = await pool.new_context(viewport={"width": vw, "height": vh}, device_scale_factor=scale,
-                                          locale=config.locale, timezone_id="UTC",
-                                          service_workers="block")
-        self = None
+        context, page = await pool.open_page(viewport={"width": vw, "height": vh}, device_scale_factor=scale,
+                                             locale=config.locale, timezone_id="UTC", service_workers="block")
         try:
-            page = await context.new_page()
             page.set_default_timeout(config.action_timeout_s * 1000)
             self = cls(pool, context, page, screen, task)
             await self._start(url, config)

@@ -29,6 +29,7 @@ from traject.types import ToolCall
 _LINK = re.compile(r"<link>(.*?)</link>", re.DOTALL | re.IGNORECASE)
 _ACTION = re.compile(r"^\s*(?:\*\*)?action(?:\*\*)?\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _CALL_START = re.compile(r"^\s*`*\s*([A-Za-z_]\w*)\s*\(")
+_JSON_ACTION = re.compile(r'^\s*\{.*"(?:action|action_type|function|name|Action|point_2d)"\s*:')
 
 
 class TextActionError(ValueError):
@@ -127,15 +128,13 @@ def _parse_one(text: str, params: dict[str, list[str]]) -> ToolCall:
     if order is None:
         raise TextActionError(f"there is no action named {name!r}; actions: {', '.join(sorted(params))}")
     args: dict = {}
+    if len(node.args) > len(order):
+        raise TextActionError(f"{name} takes at most {len(order)} arguments ({', '.join(order)})")
+    if any(kw.arg is None for kw in node.keywords):
+        raise TextActionError(f"{name}: **kwargs are not allowed")
     try:
-        for i, arg in enumerate(node.args):
-            if i >= len(order):
-                raise TextActionError(f"{name} takes at most {len(order)} arguments ({', '.join(order)})")
-            args[order[i]] = ast.literal_eval(arg)
-        for kw in node.keywords:
-            if kw.arg is None:
-                raise TextActionError(f"{name}: **kwargs are not allowed")
-            args[kw.arg] = ast.literal_eval(kw.value)
+        for key, value in [*zip(order, node.args), *((kw.arg, kw.value) for kw in node.keywords)]:
+            args[key] = ast.literal_eval(value)
     except ValueError:
         raise TextActionError(f"the arguments of {text!r} must be literals (numbers, strings)") from None
     return ToolCall(name=name, arguments=args, raw=text)
@@ -204,7 +203,7 @@ def parse_text_actions(text: str, params: dict[str, list[str]]) -> list[ToolCall
         return [_parse_one(p, params) for p in _split_semicolons(actions[-1]) if p.strip()]
     for line in reversed(text.strip().splitlines()):
         m = _CALL_START.match(line)
-        if (m and m.group(1) in params) or line.strip().startswith('{"action'):
+        if (m and m.group(1) in params) or _JSON_ACTION.match(line):
             return [_parse_one(line, params)]
     names = ", ".join(sorted(params))
     raise TextActionError(f"no action found in the reply: end it with an action such as click(120, 45) "
