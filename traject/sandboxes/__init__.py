@@ -1,5 +1,15 @@
-"""Isolated execution: the Sandbox contract and its backends."""
+"""Isolated execution: the Sandbox contract and its backends.
 
-from traject.sandboxes.base import ExecResult, Sandbox, SandboxError
+``open_sandbox(SandboxConfig(...))`` gives a DockerSandbox when a daemon answers, else a
+LocalSandbox (which does not isolate, and says so). ``SandboxPool`` keeps warm ones ready.
+"""
 
-__all__ = ["ExecResult", "Sandbox", "SandboxError"]
+from traject.sandboxes.base import ExecResult, Sandbox, SandboxError, SandboxSession, SessionResult
+from traject.sandboxes.config import SandboxConfig
+from traject.sandboxes.factory import docker_available, open_sandbox, sandbox_factory
+from traject.sandboxes.pool import SandboxPool
+
+__all__ = [
+    "ExecResult", "Sandbox", "SandboxConfig", "SandboxError", "SandboxPool", "SandboxSession",
+    "SessionResult", "docker_available", "open_sandbox", "sandbox_factory",
+]

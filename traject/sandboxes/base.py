@@ -31,13 +31,52 @@ class ExecResult(BaseModel):
         return self.exit_code == 0 and not self.timed_out
 
 
+class SessionResult(BaseModel):
+    """What one round trip to a long-lived session process gave back.
+
+    The session is fed ``data`` and read until ``marker``; ``status`` is the rest of the
+    marker's line (the caller's protocol, e.g. an exit code). On a timeout the session is
+    interrupted (its children killed, optionally a signal to it); ``exited`` says the session
+    process itself is gone, and with it the state it held.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    output: str = ""
+    status: str | None = None
+    timed_out: bool = False
+    exited: bool = False
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    truncated: bool = False
+    oom_killed: bool = False
+
+
 class SandboxError(InfraError):
     """The sandbox itself failed (container gone, daemon down): an infrastructure error,
     never the agent's fault."""
 
 
 @runtime_checkable
+class SandboxSession(Protocol):
+    """A long-lived process inside a sandbox (a shell, an interpreter) that keeps its state
+    between calls. Output (stdout and stderr merged) is read up to a marker line."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def run(self, data: bytes, *, marker: str, timeout: float) -> SessionResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
 class Sandbox(Protocol):
+    """Relative paths and the default working directory resolve against ``workspace``."""
+
+    @property
+    def workspace(self) -> str: ...
+
     async def exec(
         self,
         cmd: str | list[str],
@@ -51,5 +90,14 @@ class Sandbox(Protocol):
     async def write_file(self, path: str, data: bytes) -> None: ...
 
     async def read_file(self, path: str) -> bytes: ...
+
+    async def open_session(
+        self,
+        argv: list[str],
+        *,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+        interrupt_signal: int | None = None,
+    ) -> SandboxSession: ...
 
     async def aclose(self) -> None: ...

@@ -1,0 +1,71 @@
+"""Fixtures for sandbox and sandbox-tool tests against a real Docker daemon (and the local backend).
+
+Docker tests are skipped only when no daemon answers. A missing base image is built once
+(cached by content tag; scripts/setup_docker.sh normally does this before the tests run).
+Every container made by these tests carries a per-run label, and the session ends by
+checking that the daemon holds none of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from traject.sandboxes.config import SandboxConfig
+from traject.sandboxes.docker_client import daemon_available
+
+RUN_LABEL = "traject.test_run"
+RUN_ID = uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The base image, built if missing; skips the test when no Docker daemon answers."""
+    if not daemon_available():
+        pytest.skip("no Docker daemon answers (start one: scripts/setup_docker.sh)")
+    from traject.sandboxes.config import DEFAULT_IMAGE
+    from traject.sandboxes.images import build_base_image
+
+    build_base_image()
+    return DEFAULT_IMAGE
+
+
+def test_config(**overrides) -> SandboxConfig:
+    labels = {RUN_LABEL: RUN_ID, **overrides.pop("labels", {})}
+    return SandboxConfig(labels=labels, **overrides)
+
+
+test_config.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def docker_config(docker_image):
+    def make(**overrides) -> SandboxConfig:
+        return test_config(backend="docker", image=docker_image, **overrides)
+
+    return make
+
+
+def our_containers() -> list[dict]:
+    from traject.sandboxes.docker_client import get_client
+
+    return get_client().api.containers(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_behind():
+    yield
+    if not daemon_available():
+        return
+    left = our_containers()
+    for info in left:
+        from traject.sandboxes.docker_client import get_client
+
+        get_client().api.remove_container(info["Id"], force=True)
+    assert not left, f"tests left {len(left)} sandbox container(s) behind"

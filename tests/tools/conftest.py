@@ -1,0 +1,1 @@
+from sandbox_support import docker_config, docker_image, no_container_left_behind  # noqa: F401

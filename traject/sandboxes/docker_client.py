@@ -1,0 +1,91 @@
+"""One docker SDK client per process, daemon reachability, and the labels that mark traject's
+containers (so that `traject sandbox prune` can find what a crashed process left behind)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+LABEL = "traject.sandbox"
+LABEL_OWNER_PID = "traject.owner.pid"
+LABEL_OWNER_START = "traject.owner.start"
+LABEL_OWNER_HOST = "traject.owner.host"
+LABEL_RUN_DIR = "traject.run_dir"
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+
+
+def docker_host() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def get_client(timeout: float = 60.0) -> Any:
+    """The shared blocking docker SDK client (call it from a worker thread)."""
+    import docker
+
+    key = docker_host()
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = docker.from_env(timeout=int(timeout), max_pool_size=64)
+            _clients[key] = client
+        return client
+
+
+def daemon_available(timeout: float = 3.0) -> bool:
+    """True when a Docker daemon answers a ping within ``timeout`` seconds."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=max(1, int(timeout)))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def is_local_daemon(client: Any) -> bool:
+    """The fast channel bind-mounts a host directory: only a daemon on this machine sees it."""
+    return str(client.api.base_url).startswith("http+docker://localh")
+
+
+def process_start_time(pid: int | None = None) -> str:
+    """The kernel's start time of a process (clock ticks since boot); with the pid it
+    identifies a process even after its pid is reused."""
+    try:
+        with open(f"/proc/{pid or os.getpid()}/stat", "rb") as f:
+            raw = f.read()
+        return raw[raw.rfind(b")") + 2 :].split()[19].decode()
+    except OSError:
+        return "0"
+
+
+def owner_labels() -> dict[str, str]:
+    return {
+        LABEL: "1",
+        LABEL_OWNER_PID: str(os.getpid()),
+        LABEL_OWNER_START: process_start_time(os.getpid()),
+        LABEL_OWNER_HOST: socket.gethostname(),
+    }
+
+
+def owner_alive(labels: dict[str, str]) -> bool:
+    """Whether the process that created a container still runs (on this host)."""
+    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
+        return True  # another host's process: not ours to judge
+    try:
+        pid = int(labels.get(LABEL_OWNER_PID, ""))
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return process_start_time(pid) == labels.get(LABEL_OWNER_START)

@@ -1,0 +1,225 @@
+"""SandboxPool: sandboxes created ahead of time, so that an episode starts without waiting.
+
+A sandbox is handed to exactly one episode and never reused: closing it (``aclose``, which
+ToolEnv does when the episode ends) destroys it, and the pool makes a fresh one in the
+background. Reuse would need a proof that the sandbox was reset; a fresh container is that
+proof.
+
+Capacity: ``size`` warm sandboxes are kept ready; ``max_live`` bounds what this pool holds at
+once (warm + leased + being created); ``host_cap`` bounds all pools of this process that talk
+to the same Docker host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from traject.sandboxes.base import SandboxError
+from traject.sandboxes.config import SandboxConfig
+from traject.sandboxes.docker_client import docker_host
+from traject.sandboxes.executor_client import ExecutorSandbox
+from traject.sandboxes.factory import open_sandbox
+
+if TYPE_CHECKING:
+    from traject.types import Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST_CAP = int(os.environ.get("TRAJECT_SANDBOX_HOST_CAP", "64"))
+
+
+class _HostCounter:
+    """Live sandboxes per Docker host, across all pools of this process (and event loops)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, int] = {}
+
+    def try_take(self, host: str, cap: int) -> bool:
+        with self._lock:
+            if self._live.get(host, 0) >= cap:
+                return False
+            self._live[host] = self._live.get(host, 0) + 1
+            return True
+
+    def give(self, host: str) -> None:
+        with self._lock:
+            self._live[host] = max(0, self._live.get(host, 0) - 1)
+
+    def live(self, host: str) -> int:
+        with self._lock:
+            return self._live.get(host, 0)
+
+
+host_counter = _HostCounter()
+
+
+class SandboxPool:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        size: int = 4,
+        max_live: int = 32,
+        host_cap: int = DEFAULT_HOST_CAP,
+        refill_concurrency: int = 2,
+        create: Callable[[], Awaitable[ExecutorSandbox]] | None = None,
+    ) -> None:
+        if size < 0 or max_live < 1 or refill_concurrency < 1:
+            raise ValueError("SandboxPool needs size >= 0, max_live >= 1, refill_concurrency >= 1")
+        self.config = config or SandboxConfig()
+        self.size = min(size, max_live)
+        self.max_live = max_live
+        self.host_cap = host_cap
+        self.refill_concurrency = refill_concurrency
+        self._create = create or (lambda: open_sandbox(self.config))
+        self._host = docker_host()
+        self._ready: deque[ExecutorSandbox] = deque()
+        self._leased: set[ExecutorSandbox] = set()
+        self._live = 0
+        self._creating = 0
+        self._tg: Any = None
+        self._wake = anyio.Event()
+        self._capacity_freed = anyio.Event()
+        self._closing = False
+        self.last_error: BaseException | None = None
+        self.stats = {"warm_hits": 0, "cold_creates": 0, "discarded": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> SandboxPool:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._refill_loop)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self._closing = True
+        self._tg.cancel_scope.cancel()
+        try:
+            await self._tg.__aexit__(*exc_info)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_all()
+
+    async def _close_all(self) -> None:
+        to_close = list(self._ready) + list(self._leased)
+        self._ready.clear()
+        async with anyio.create_task_group() as tg:
+            for sandbox in to_close:
+                tg.start_soon(sandbox.aclose)
+
+    async def wait_ready(self, n: int | None = None, timeout: float = 120.0) -> None:
+        """Wait until ``n`` (default: ``size``) sandboxes are warm."""
+        n = self.size if n is None else n
+        with anyio.fail_after(timeout):
+            while len(self._ready) < n:
+                if self.last_error is not None and self._creating == 0 and not self._ready:
+                    raise SandboxError(f"the pool cannot create sandboxes: {self.last_error}")
+                await anyio.sleep(0.01)
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    # ------------------------------------------------------------------ capacity
+
+    def _release_capacity(self) -> None:
+        self._live -= 1
+        host_counter.give(self._host)
+        self._capacity_freed.set()
+        self._wake.set()
+
+    async def _take_capacity(self) -> None:
+        while True:
+            if self._live < self.max_live and host_counter.try_take(self._host, self.host_cap):
+                self._live += 1
+                return
+            self._capacity_freed = anyio.Event()
+            # other pools' sandboxes free host capacity without telling us: poll as well
+            with anyio.move_on_after(0.05):
+                await self._capacity_freed.wait()
+
+    async def _new_sandbox(self) -> ExecutorSandbox:
+        await self._take_capacity()
+        try:
+            sandbox = await self._create()
+        except BaseException:
+            self._release_capacity()
+            raise
+        sandbox.add_close_callback(self._release_capacity)
+        sandbox.add_close_callback(lambda: self._leased.discard(sandbox))
+        return sandbox
+
+    # ------------------------------------------------------------------ refill
+
+    async def _refill_loop(self) -> None:
+        failures = 0
+        while True:
+            while (len(self._ready) + self._creating < self.size
+                   and self._creating < self.refill_concurrency):
+                self._creating += 1
+                self._tg.start_soon(self._refill_one)
+            self._wake = anyio.Event()
+            await self._wake.wait()
+            if self.last_error is not None:
+                failures += 1
+                await anyio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
+                self.last_error = None if self._ready else self.last_error
+            else:
+                failures = 0
+
+    async def _refill_one(self) -> None:
+        try:
+            sandbox = await self._new_sandbox()
+        except Exception as exc:
+            self.last_error = exc
+            log.warning("sandbox pool: creating a warm sandbox failed: %s", exc)
+            return
+        finally:
+            self._creating -= 1
+            self._wake.set()
+        if self._closing:
+            await sandbox.aclose()
+        else:
+            self._ready.append(sandbox)
+
+    # ------------------------------------------------------------------ leasing
+
+    async def acquire(self) -> ExecutorSandbox:
+        """A sandbox no episode has used. Close it when done (its ``aclose``)."""
+        if self._closing:
+            raise SandboxError("the sandbox pool is closed")
+        while self._ready:
+            sandbox = self._ready.popleft()
+            self._wake.set()
+            try:
+                await sandbox.ping(timeout=2.0)
+            except SandboxError as exc:  # died while warm (killed, daemon restarted)
+                log.warning("sandbox pool: discarding a dead warm sandbox: %s", exc)
+                self.stats["discarded"] += 1
+                await sandbox.aclose()
+                continue
+            self.stats["warm_hits"] += 1
+            self._leased.add(sandbox)
+            return sandbox
+        self.stats["cold_creates"] += 1
+        sandbox = await self._new_sandbox()
+        self._leased.add(sandbox)
+        self._wake.set()
+        return sandbox
+
+    def factory(self) -> Callable[[Task], Awaitable[ExecutorSandbox]]:
+        """A ``ToolEnv(sandbox=...)`` factory drawing from this pool."""
+
+        async def make(task: Task) -> ExecutorSandbox:
+            return await self.acquire()
+
+        return make
