@@ -6,17 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from traject.environments.gui.env import GuiEnv
+from traject.environments.gui.rewards import gui_reward
 from traject.environments.gui.tasks import gui_tasks, miniwob_tasks
 from traject.environments.registry import register_env
 
 
-def make_gui_env(**config: Any) -> GuiEnv:
-    return GuiEnv(**config)
+def make_gui_env(*, btl_weight: float = 0.0, page_reward: str = "raw", **config: Any) -> GuiEnv:
+    """``btl_weight`` > 0 adds BTL-UI (against the page's target) to the page's reward;
+    ``page_reward`` is raw, scaled or binary; the rest is GuiConfig."""
+    return GuiEnv(reward=gui_reward(btl_weight=btl_weight, page_kind=page_reward), **config)  # type: ignore[arg-type]
 
 
 def make_miniwob_env(**config: Any) -> GuiEnv:
     config.setdefault("name", "miniwob")
-    return GuiEnv(**config)
+    return make_gui_env(**config)
 
 
 def _miniwob_tasks(path: str | None = None, **options: Any):

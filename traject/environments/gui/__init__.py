@@ -9,13 +9,16 @@ from traject.environments.gui.config import LAUNCH_FLAGS, BrowserConfig, GuiConf
 from traject.environments.gui.dom import DomElement, format_dom, parse_dom
 from traject.environments.gui.env import GuiEnv
 from traject.environments.gui.page import PageState, TaskPage
+from traject.environments.gui.replay import ReplayFrame, frame_png, frame_svg, gui_frames, render_trajectory
 from traject.environments.gui.reward import PageReward
+from traject.environments.gui.rewards import PageTargetBTL, gui_reward
 from traject.environments.gui.task import GuiTaskData, Screen
-from traject.environments.gui.tasks import builtin_task_names, gui_tasks, miniwob_tasks
+from traject.environments.gui.tasks import GROUNDING_TASKS, builtin_task_names, gui_tasks, miniwob_tasks
 from traject.environments.gui.text_actions import TextActionError, parse_text_actions
 
 __all__ = [
-    "LAUNCH_FLAGS", "ActionError", "BrowserConfig", "BrowserError", "BrowserPool", "DomElement", "GuiActions",
+    "GROUNDING_TASKS", "PageTargetBTL", "ReplayFrame", "frame_png", "frame_svg", "gui_frames", "gui_reward",
+    "render_trajectory", "LAUNCH_FLAGS", "ActionError", "BrowserConfig", "BrowserError", "BrowserPool", "DomElement", "GuiActions",
     "GuiConfig", "GuiEnv", "GuiTaskData", "PageReward", "PageState", "Screen", "TaskPage", "TextActionError",
     "browser_pool", "builtin_task_names", "close_browsers", "find_chromium", "format_dom", "gui_tasks",
     "miniwob_tasks", "parse_dom", "parse_text_actions",

@@ -13,6 +13,9 @@ from traject.environments.gui.task import BUILTIN_PAGES, GuiTaskData
 from traject.types import Task
 
 SPLITS = ("train", "test", "validation")
+# Built-in tasks whose first correct action is one click on the page's target.
+GROUNDING_TASKS = ("click-button", "click-link", "double-click", "navigate-tabs", "radio-choice")
+BUILTIN_SCREEN = (360, 360)
 MINIWOB_VIEWPORT = (500, 320)
 MINIWOB_CLIP = (0, 0, 160, 210)
 
@@ -48,17 +51,27 @@ def _tasks(names: list[str], split: str, n: int | None, seed: int, prefix: str, 
 
 
 def gui_tasks(split: str = "test", n: int | None = None, seed: int = 0, names: list[str] | None = None,
-              path: str | None = None) -> list[Task]:
+              path: str | None = None, grounding: bool = False, device_scale_factor: float = 1.0) -> list[Task]:
     """Built-in GUI tasks (or, with ``path``, a MiniWoB++ directory's tasks). ``n`` tasks go
     round-robin over ``names`` (default: all), each with its own page seed; ``n=None`` gives
-    one of each. The same arguments always give the same tasks."""
+    one of each. The same arguments always give the same tasks.
+
+    ``grounding=True``: single-action grounding tasks (default names: GROUNDING_TASKS): the
+    episode ends after one action, whose point is the final answer, and the task carries
+    ``image_size`` (screen size x ``device_scale_factor``) for region-consistency rewards."""
     if path is not None:
         return miniwob_tasks(path, split=split, n=n, seed=seed, names=names)
     known = builtin_task_names()
-    chosen = list(names) if names else known
+    chosen = list(names) if names else (list(GROUNDING_TASKS) if grounding else known)
     _check(split, chosen, known, "the built-in pages")
-    return _tasks(chosen, split, n, seed, "gui",
-                  lambda name, s: GuiTaskData(page=f"{name}.html", seed=s).model_dump(mode="json", exclude_none=True))
+    size = [round(BUILTIN_SCREEN[0] * device_scale_factor), round(BUILTIN_SCREEN[1] * device_scale_factor)]
+
+    def data(name: str, s: int) -> dict:
+        extra = {"grounding": True, "image_size": size} if grounding else {}
+        scale = {"device_scale_factor": device_scale_factor} if device_scale_factor != 1.0 else {}
+        return GuiTaskData(page=f"{name}.html", seed=s, **extra, **scale).model_dump(mode="json", exclude_none=True)
+
+    return _tasks(chosen, split, n, seed, "gui-grounding" if grounding else "gui", data)
 
 
 def _miniwob_layout(path: Path) -> tuple[Path, Path]:
