@@ -126,7 +126,7 @@ class GuiEnv(Env):
         records: list[dict[str, Any]] = []
         terminated = False
         final_answer: str | None = None
-        for call in calls:
+        for i, call in enumerate(calls):
             if terminated:
                 results.append(ToolResult(call_id=call.id, name=call.name, is_error=True, error_kind="raised",
                                           content="Error: not run: the episode had already ended"))
@@ -139,7 +139,8 @@ class GuiEnv(Env):
             if output is not None and output.done:
                 terminated = True
                 final_answer = output.final_answer
-            else:
+            elif i < len(calls) - 1:
+                # Later calls must not act on a page that has ended its episode.
                 async with _observing():
                     terminated = (await self.page.state()).done
         if calls:
