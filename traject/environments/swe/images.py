@@ -73,7 +73,7 @@ def _build(base: str, data: SweTaskData, workspace: str, install_network: bool, 
     with lock:
         if key in _built and not force:
             return _built[key]
-        parent = derive_image(base, tool, force=force).tag if tool is not None else base
+        parent = derive_image(base, tool).tag if tool is not None else base
         ref = derive_image(parent, spec, force=force)
         _built[key] = ref
         return ref
@@ -81,5 +81,6 @@ def _build(base: str, data: SweTaskData, workspace: str, install_network: bool, 
 
 async def ensure_env_image(data: SweTaskData, *, base: str, workspace: str = "/workspace",
                            install_network: bool = True, force: bool = False) -> ImageRef:
-    """The environment image for ``data``'s repository and version (built if missing)."""
+    """The environment image for ``data``'s repository and version (built if missing;
+    ``force`` rebuilds the repository layer, not the shared toolchain)."""
     return await anyio.to_thread.run_sync(_build, base, data, workspace, install_network, force)
