@@ -267,3 +267,49 @@ def test_property_adding_a_satisfied_item_never_lowers_the_reward(tr, w):
     after = turn_reward(bigger, [{**r, "NEW": True} for r in results])
     assert after >= before - 1e-9
     assert after <= 1 + 1e-9
+
+
+@pytest.mark.anyio
+async def test_several_checklists_are_averaged(chat_server):
+    # CM2 annotates several checklists per task and averages them. Checklist B reuses A's items
+    # (so the judge's cache answers them) with other weights and no dependences:
+    # B turn 0: C0 (s0) + C2 (s1) = 1.0; turn 1: D1 counts at s0 (no dependence) = 1.0; turn 2: 0
+    b = [{"turn": 0, "items": [{**item("C0", "Called weather for Paris?", "assistant.tool_calls", 0.5, required=True)},
+                               {**item("C2", "Reported 18 C?", "assistant.content.user_visible_reply", 0.5)}]},
+         {"turn": 1, "items": [item("D1", "Reported 12 C?", "assistant.content.user_visible_reply", 1.0,
+                                    required=True)]},
+         CHECKLIST[2]]
+    server = chat_server(table_judge)
+    reward = reward_for(server)
+    task = Task(id="w", data={"checklist": [CHECKLIST, b]})
+    r = await reward.score(conversation(), task)
+    assert r.total == pytest.approx((0.5 + 2 / 3) / 2)
+    assert r.per_turn == pytest.approx([1.0, 0.75, 0.0])
+    assert r.components["checklists"] == 2
+    assert len(server.requests) == 11       # B's prompts are A's: all from the cache
+    assert {j["checklist"] for j in r.info["judgements"]} == {0, 1}
+    one = await ChecklistReward(reward.judge, ChecklistConfig(max_checklists=1)).score(conversation(), task)
+    assert one.total == pytest.approx(0.5)
+    uneven = Task(id="w", data={"checklist": [CHECKLIST, b[:2]]})
+    assert "different numbers of turns" in (await reward.score(conversation(), uneven)).error
+
+
+@pytest.mark.anyio
+async def test_end_of_turn_majority_over_checklists(chat_server):
+    # turn 1 ends with D0 counted at step 1 but D1 never: a checklist requiring D1 fails the turn.
+    def with_required(d1_required: bool):
+        c = [dict(t) for t in CHECKLIST]
+        c[1] = {"turn": 1, "items": [item("D0", "Called weather for London?", "assistant.tool_calls", 0.5),
+                                     item("D1", "Reported 12 C?", "assistant.content.user_visible_reply", 0.5,
+                                          ["D0"], required=d1_required)]}
+        return c
+
+    traj = conversation()
+    results = [r for s in traj.steps for r in s.tool_results]
+    reward = reward_for(chat_server(table_judge))
+    one_of_two = Task(id="w", data={"checklist": [with_required(True), with_required(False)]})
+    check = await reward.end_of_turn(one_of_two, traj.messages, results)
+    assert check.turn == 1 and check.passed and check.failed_required == ["D1#0"]
+    two_of_three = Task(id="w", data={"checklist": [with_required(True), with_required(True), with_required(False)]})
+    check = await reward.end_of_turn(two_of_three, traj.messages, results)
+    assert not check.passed and check.end_episode

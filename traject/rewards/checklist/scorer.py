@@ -20,6 +20,11 @@ results after ``s``). A tool-call error in those results marks the items focused
 * ``info["judgements"]``: every (turn, step, item) decision with the judge's rationale, for
   a per-turn view; ``info["turns"]``: per turn, which items counted.
 
+Several checklists: CM2 annotates more than one checklist per task (``checklist_list``) and
+averages their rewards; ``task.data["checklist"]`` may be a list of checklists (each a list of
+turns, all with the same number of turns; ``max_checklists`` keeps the first k). Items with the
+same content share judge calls through the cache.
+
 Departure from the reference code: its turn-level score takes an item as satisfied when any
 step satisfied it, ignoring ``dependence`` (dependence is only read by its step-level
 advantage mode); here dependence is applied in both, as the issue and the paper state it.
@@ -28,8 +33,11 @@ The paper's step-level per-item advantages (with the ``eta`` decay) are not buil
 Early termination: an env calls :meth:`ChecklistReward.end_of_turn` when the assistant has
 given its reply for a user turn. It judges that turn's ``required_for_next_turn`` items (and
 what they depend on) and says whether the episode should end
-(:attr:`TurnCheck.end_episode`, only when ``config.end_episode_on_required_failure``). Those
-judge calls land in the judge's cache, so scoring the finished trajectory reuses them.
+(:attr:`TurnCheck.end_episode`, only when ``config.end_episode_on_required_failure``); with
+several checklists, when more than half of them fail one. Those judge calls land in the
+judge's cache, so scoring the finished trajectory reuses them. (In the CM2 reference rollout the
+next user message is the reference conversation's next user turn, and the episode also ends
+when the reference's turns are used up: that is the env's side.)
 """
 
 from __future__ import annotations
@@ -63,6 +71,9 @@ class ChecklistConfig(BaseModel):
     # What end_of_turn judges: the required items (and their dependencies), or every item.
     end_of_turn_items: Literal["required", "all"] = "required"
     success_threshold: float = 1.0
+    # CM2 annotates several checklists per task (its ``checklist_list``) and averages them; use
+    # at most this many (None: all).
+    max_checklists: int | None = Field(default=None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -73,15 +84,17 @@ class Judgement:
     satisfied: bool
     source: Literal["judge", "cache", "tool_error"]
     rationale: str
+    checklist: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"turn": self.turn, "step": self.step, "item": self.item, "satisfied": self.satisfied,
-                "source": self.source, "rationale": self.rationale}
+        return {"checklist": self.checklist, "turn": self.turn, "step": self.step, "item": self.item,
+                "satisfied": self.satisfied, "source": self.source, "rationale": self.rationale}
 
 
 class TurnScore(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    checklist: int = 0
     turn: int
     reward: float
     counted: dict[str, int]          # item id -> step at which it counted
@@ -94,10 +107,10 @@ class TurnCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     turn: int
-    passed: bool                      # every required item counted
-    failed_required: list[str]
+    passed: bool                      # every required item counted (in a majority of the checklists)
+    failed_required: list[str]        # ids; "id#k" for checklist k when the task has several
     end_episode: bool
-    reward: float                     # the turn's reward over the items judged
+    reward: float                     # the turn's reward over the items judged (mean over checklists)
     judgements: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -126,13 +139,32 @@ class ChecklistReward(Reward):
         self.config = config or ChecklistConfig()
         self.name = self.config.name
 
+    def checklists(self, task: Task) -> list[Checklist]:
+        """The task's checklist(s): one checklist (a list of turns), or several (a list of such
+        lists), all with the same number of turns."""
+        key = self.config.checklist_key
+        raw = task.data.get(key)
+        if isinstance(raw, list) and raw and all(isinstance(c, list) for c in raw):
+            found = [Checklist.from_task_data({key: c}, key, source=f"task {task.id!r} (checklist {k})")
+                     for k, c in enumerate(raw)]
+        else:
+            found = [Checklist.from_task_data(task.data, key, source=f"task {task.id!r}")]
+        if self.config.max_checklists is not None:
+            found = found[: self.config.max_checklists]
+        turns = {c.num_turns for c in found}
+        if len(turns) > 1:
+            raise ValueError(f"task {task.id!r}: its checklists cover different numbers of turns "
+                             f"({[c.num_turns for c in found]}); each must have one entry per reference turn")
+        return found
+
     def checklist(self, task: Task) -> Checklist:
-        return Checklist.from_task_data(task.data, self.config.checklist_key, source=f"task {task.id!r}")
+        return self.checklists(task)[0]
 
     # -- judging -------------------------------------------------------------------------
 
     async def _judge_turn(self, conv: Conversation, turn_idx: int, turn: TurnChecklist,
-                          item_ids: set[str] | None = None) -> tuple[list[dict[str, bool]], list[Judgement]]:
+                          item_ids: set[str] | None = None, *,
+                          index: int = 0) -> tuple[list[dict[str, bool]], list[Judgement]]:
         steps = conv.steps_of(turn_idx)
         items = [i for i in turn.items if item_ids is None or i.id in item_ids]
         results: list[dict[str, bool]] = [{} for _ in steps]
@@ -150,7 +182,7 @@ class ChecklistReward(Reward):
                 return
             results[k][item_id] = answer.value.answer
             judgements.append(Judgement(turn_idx, sv.step, item_id, answer.value.answer,
-                                        "cache" if answer.cached else "judge", answer.value.rationale))
+                                        "cache" if answer.cached else "judge", answer.value.rationale, index))
 
         async with anyio.create_task_group() as tg:
             for k, sv in enumerate(steps):
@@ -159,7 +191,7 @@ class ChecklistReward(Reward):
                     if sv.tool_error and item.focus_on.about_tools:
                         results[k][item.id] = False
                         judgements.append(Judgement(turn_idx, sv.step, item.id, False, "tool_error",
-                                                    "a tool call of this step failed"))
+                                                    "a tool call of this step failed", index))
                         continue
                     prompt = build_prompt(item, history, current, self.config.prompt_template)
                     tg.start_soon(one, k, sv, item.id, prompt)
@@ -168,7 +200,8 @@ class ChecklistReward(Reward):
         judgements.sort(key=lambda j: (j.turn, j.step, j.item))
         return results, judgements
 
-    async def score_turns(self, conv: Conversation, checklist: Checklist) -> tuple[list[TurnScore], list[Judgement]]:
+    async def score_turns(self, conv: Conversation, checklist: Checklist, *,
+                          index: int = 0) -> tuple[list[TurnScore], list[Judgement]]:
         reached = min(conv.num_turns, checklist.num_turns)
         scores: list[TurnScore | None] = [None] * reached
         all_judgements: list[Judgement] = []
@@ -178,14 +211,14 @@ class ChecklistReward(Reward):
         async def turn_job(t: int) -> None:
             turn = checklist.turns[t]
             try:
-                per_step, judgements = await self._judge_turn(conv, t, turn)
+                per_step, judgements = await self._judge_turn(conv, t, turn, index=index)
             except JudgeError as exc:
                 errors.append(exc)
                 tg.cancel_scope.cancel()
                 return
             counted = count_items(turn, per_step)
             reward = sum(i.weight for i in turn.items if i.id in counted)
-            scores[t] = TurnScore(turn=t, reward=reward, counted=counted,
+            scores[t] = TurnScore(checklist=index, turn=t, reward=reward, counted=counted,
                                   unmet=[i.id for i in turn.items if i.id not in counted])
             all_judgements.extend(judgements)
 
@@ -201,32 +234,48 @@ class ChecklistReward(Reward):
 
     async def score(self, traj: Trajectory, task: Task) -> RewardResult:
         try:
-            checklist = self.checklist(task)
+            checklists = self.checklists(task)
         except ValueError as exc:
             return RewardResult(failed=True, error=str(exc))
         conv = from_trajectory(traj, self.config.tool_error_kinds)
-        try:
-            turn_scores, judgements = await self.score_turns(conv, checklist)
-        except JudgeError as exc:
-            return RewardResult(failed=True, error=f"checklist judge: {exc}",
-                                info={"judge_raw": getattr(exc, "raw", None)})
-        n = checklist.num_turns
+        outcomes: list[tuple[list[TurnScore], list[Judgement]] | None] = [None] * len(checklists)
+        errors: list[JudgeError] = []
+
+        async def one(k: int) -> None:
+            try:
+                outcomes[k] = await self.score_turns(conv, checklists[k], index=k)
+            except JudgeError as exc:
+                errors.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for k in range(len(checklists)):
+                tg.start_soon(one, k)
+        if errors:
+            return RewardResult(failed=True, error=f"checklist judge: {errors[0]}",
+                                info={"judge_raw": getattr(errors[0], "raw", None)})
+        n, m = checklists[0].num_turns, len(checklists)
+        step_of = _policy_step_numbers(traj)
         per_turn = [0.0] * n
-        for ts in turn_scores:
-            per_turn[ts.turn] = ts.reward
-        total = sum(per_turn) / n
-        per_step: list[float] = []
-        if self.config.level == "turn":
-            per_step = [0.0] * len(traj.steps)
-            step_of = _policy_step_numbers(traj)
-            for ts in turn_scores:
+        per_step = [0.0] * len(traj.steps) if self.config.level == "turn" else []
+        turn_scores: list[TurnScore] = []
+        judgements: list[Judgement] = []
+        for outcome in outcomes:
+            assert outcome is not None
+            scores, judged = outcome
+            turn_scores.extend(scores)
+            judgements.extend(judged)
+            for ts in scores:
+                per_turn[ts.turn] += ts.reward / m
                 steps = conv.steps_of(ts.turn)
-                if steps and steps[-1].index in step_of:
-                    per_step[step_of[steps[-1].index]] += ts.reward / n
+                if per_step and steps and steps[-1].index in step_of:
+                    per_step[step_of[steps[-1].index]] += ts.reward / (n * m)
+        total = sum(per_turn) / n
+        reached = min(conv.num_turns, n)
         return RewardResult(
             total=total,
-            components={self.name: total, "turns_reached": float(len(turn_scores)),
-                        "reference_turns": float(n), "judge_calls": float(sum(j.source == "judge" for j in judgements))},
+            components={self.name: total, "turns_reached": float(reached), "reference_turns": float(n),
+                        "checklists": float(m), "judge_calls": float(sum(j.source == "judge" for j in judgements))},
             per_turn=per_turn,
             per_step=per_step,
             success=total >= self.config.success_threshold - 1e-9,
@@ -241,25 +290,37 @@ class ChecklistReward(Reward):
                           tool_results: list[ToolResult] | None = None, *, turn: int | None = None) -> TurnCheck:
         """Judge the required items of the turn that just ended (the last user turn in
         ``messages``, or ``turn``). ``tool_results`` are the episode's ToolResults so far, so
-        that tool-call errors are seen. Raises JudgeError when the judge fails."""
-        checklist = self.checklist(task)
+        that tool-call errors are seen. With several checklists the turn fails when more than
+        half of them fail a required item (as the CM2 reference decides). Raises JudgeError
+        when the judge fails."""
+        checklists = self.checklists(task)
         conv = segment(messages, tool_results or (), self.config.tool_error_kinds)
         t = conv.num_turns - 1 if turn is None else turn
-        if t < 0 or t >= checklist.num_turns:
+        if t < 0 or t >= checklists[0].num_turns:
             return TurnCheck(turn=t, passed=True, failed_required=[], end_episode=False, reward=0.0)
-        ref = checklist.turns[t]
-        required = {i.id for i in ref.items if i.required_for_next_turn}
-        judged = None if self.config.end_of_turn_items == "all" else ref.with_dependencies(required)
-        if judged is not None and not judged:
-            return TurnCheck(turn=t, passed=True, failed_required=[], end_episode=False, reward=0.0)
-        per_step, judgements = await self._judge_turn(conv, t, ref, judged)
-        counted = count_items(ref, per_step, judged)
-        failed = sorted(required - set(counted))
+        m = len(checklists)
+        failing = 0
+        failed_ids: list[str] = []
+        reward = 0.0
+        all_judgements: list[Judgement] = []
+        for k, checklist in enumerate(checklists):
+            ref = checklist.turns[t]
+            required = {i.id for i in ref.items if i.required_for_next_turn}
+            judged = None if self.config.end_of_turn_items == "all" else ref.with_dependencies(required)
+            if judged is not None and not judged:
+                continue
+            per_step, judgements = await self._judge_turn(conv, t, ref, judged, index=k)
+            counted = count_items(ref, per_step, judged)
+            failed = sorted(required - set(counted))
+            failing += bool(failed)
+            failed_ids.extend(failed if m == 1 else [f"{i}#{k}" for i in failed])
+            reward += sum(i.weight for i in ref.items if i.id in counted) / m
+            all_judgements.extend(judgements)
+        passed = failing <= m / 2 if m > 1 else failing == 0
         return TurnCheck(
-            turn=t, passed=not failed, failed_required=failed,
-            end_episode=bool(failed) and self.config.end_episode_on_required_failure,
-            reward=sum(i.weight for i in ref.items if i.id in counted),
-            judgements=[j.to_json() for j in judgements],
+            turn=t, passed=passed, failed_required=failed_ids,
+            end_episode=not passed and self.config.end_episode_on_required_failure,
+            reward=reward, judgements=[j.to_json() for j in all_judgements],
         )
 
 

@@ -1,7 +1,6 @@
 """Math answer equivalence: the last ``\\boxed{...}`` (else the last ``$...$``, else the whole
-answer), normalised the way
-the MATH benchmark's ``is_equiv`` does (``\\dfrac`` -> ``\\frac``, ``\\left``/``\\right``, units of
-degrees and dollars, ``\\text{}`` wrappers, ``x = 5`` -> ``5``, ``1/2`` -> ``\\frac{1}{2}``,
+answer), normalised the way the MATH benchmark's ``is_equiv`` does (``\\dfrac`` -> ``\\frac``,
+``\\left``/``\\right``, units of degrees and dollars, ``\\text{}`` wrappers, ``x = 5`` -> ``5``, ``1/2`` -> ``\\frac{1}{2}``,
 ``\\frac12`` -> ``\\frac{1}{2}``, thousands separators), compared as strings; failing that, both are
 read into sympy (a whitelisted subset of LaTeX: numbers, single-letter variables, + - * / ^,
 ``\\frac``, ``\\sqrt``, ``\\pi``, a few functions) and compared numerically (relative tolerance)
