@@ -47,7 +47,7 @@ test_config.__test__ = False  # type: ignore[attr-defined]
 @pytest.fixture
 def docker_config(docker_image):
     def make(**overrides) -> SandboxConfig:
-        return test_config(backend="docker", image=docker_image, **overrides)
+        return test_config(**{"backend": "docker", "image": docker_image, **overrides})
 
     return make
 

@@ -270,3 +270,14 @@ async def test_prune_removes_containers_of_a_crashed_process_and_keeps_live_ones
         assert (await live.exec("echo still here", timeout=10)).exit_code == 0
     assert not container_exists(container_id)
     assert not our_containers()
+
+
+async def test_a_socket_this_host_cannot_see_falls_back_to_docker_exec(docker_config, monkeypatch):
+    # as when this process runs in a container that talks to the host's daemon
+    import traject.sandboxes.docker_sandbox as mod
+
+    monkeypatch.setattr(mod, "SOCKET_FALLBACK_S", 0.2)
+    monkeypatch.setattr(mod.DockerSandbox, "_socket_visible", staticmethod(lambda path: False))
+    async with await DockerSandbox.create(docker_config()) as sb:
+        assert sb.channel_kind == "docker_exec"
+        assert (await sb.exec("echo via relay", timeout=10)).stdout == "via relay\n"

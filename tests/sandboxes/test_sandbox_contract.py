@@ -15,11 +15,17 @@ from traject.sandboxes.executor_client import truncation_marker
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 
-@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+@pytest.fixture(scope="module", params=[
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("docker_exec", marks=pytest.mark.docker),  # the fallback channel
+    "local",
+])
 async def sandbox(request):
-    if request.param == "docker":
+    overrides = {"backend": request.param, "output_limit": 4096}
+    if request.param.startswith("docker"):
         request.getfixturevalue("docker_image")
-    sb = await open_sandbox(test_config(backend=request.param, output_limit=4096))
+        overrides.update(backend="docker", channel="socket" if request.param == "docker" else "docker_exec")
+    sb = await open_sandbox(test_config(**overrides))
     yield sb
     await sb.aclose()
 

@@ -32,6 +32,40 @@ def executor_source() -> str:
     return Path(__file__).with_name("executor.py").read_text(encoding="utf-8")
 
 
+# What each ``docker exec`` of the fallback channel runs: forwards one request frame from
+# stdin to the executor's socket and the reply frame back (executor.py's --relay mode does the
+# same, but compiling all of executor.py on every call costs tens of milliseconds).
+RELAY_SOURCE = """\
+import socket, struct, sys, time
+def exact(read, n):
+    out = b""
+    while len(out) < n:
+        chunk = read(n - len(out))
+        if not chunk:
+            sys.exit(3)
+        out += chunk
+    return out
+def frame(read):
+    head = exact(read, 8)
+    h, b = struct.unpack(">II", head)
+    return head + exact(read, h + b)
+request = frame(sys.stdin.buffer.read)
+for attempt in range(3000):  # the executor may still be starting
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sys.argv[1])
+        break
+    except OSError:
+        s.close()
+        if attempt == 2999:
+            raise
+        time.sleep(0.01)
+s.sendall(request)
+sys.stdout.buffer.write(frame(s.recv))
+sys.stdout.buffer.flush()
+"""
+
+
 def encode_frame(header: Header, body: bytes = b"") -> bytes:
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     return FRAME.pack(len(raw), len(body)) + raw + body
@@ -163,7 +197,7 @@ class DockerExecChannel(Channel):
         self._describe_failure = describe_failure
 
     def _request_sync(self, frame: bytes) -> tuple[Header, bytes]:
-        argv = ["python3", "-I", "-c", executor_source(), "--relay", self.socket_path]
+        argv = ["python3", "-I", "-S", "-c", RELAY_SOURCE, self.socket_path]
         created = self.api.exec_create(self.container_id, argv, stdin=True, stdout=True, stderr=True)
         sock = _raw_socket(self.api.exec_start(created["Id"], socket=True))
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -18,7 +19,12 @@ from traject.sandboxes.config import SandboxConfig
 from traject.sandboxes.docker_client import LABEL_RUN_DIR, get_client, is_local_daemon, owner_labels
 from traject.sandboxes.executor_client import ExecutorSandbox
 
+log = logging.getLogger(__name__)
+
 RUN_MOUNT = "/run/traject"
+# channel "auto": how long to wait for the socket before concluding that the daemon's
+# filesystem is not ours (docker-in-docker via a mounted socket) and using docker exec
+SOCKET_FALLBACK_S = 10.0
 SOCKET_NAME = "exec.sock"
 SEED_LABEL = "traject.workspace_seed"
 BASE_ENV = {
@@ -190,19 +196,35 @@ class DockerSandbox(ExecutorSandbox):
         if use_socket:
             assert self.run_dir is not None
             path = os.path.join(self.run_dir, SOCKET_NAME)
-            await self._wait_for_socket(path)
-            self._channel = SocketChannel(path, self._describe_state)
-        else:
+            auto = self.config.channel == "auto"
+            if await self._wait_for_socket(path, give_up_after=SOCKET_FALLBACK_S if auto else None):
+                self._channel = SocketChannel(path, self._describe_state)
+            else:
+                log.warning(
+                    "sandbox %s: the executor's socket did not appear in %s on this host (does this "
+                    "process run in a container of its own?); using the docker exec channel",
+                    self.container_id[:12], self.run_dir,
+                )
+                use_socket = False
+                self.channel_kind = "docker_exec"
+        if not use_socket:
             self._channel = DockerExecChannel(
                 self.api, self.container_id, f"{RUN_MOUNT}/{SOCKET_NAME}", self._describe_state
             )
         await self.ping(timeout=self.config.startup_timeout)
 
-    async def _wait_for_socket(self, path: str) -> None:
-        deadline = time.monotonic() + self.config.startup_timeout
+    async def _wait_for_socket(self, path: str, give_up_after: float | None = None) -> bool:
+        """True once the socket exists; False when ``give_up_after`` passed while the container
+        runs (its bind mount is not this host's directory); SandboxError when it died."""
+        started = time.monotonic()
+        deadline = started + self.config.startup_timeout
         next_check = time.monotonic() + 0.5
-        while not os.path.exists(path):
+        while not self._socket_visible(path):
             now = time.monotonic()
+            if give_up_after is not None and now - started > give_up_after:
+                info = await anyio.to_thread.run_sync(self._inspect)
+                if info is not None and info["State"].get("Running"):
+                    return False
             if now > deadline:
                 state = await self._describe_state()
                 raise SandboxError(
@@ -214,6 +236,11 @@ class DockerSandbox(ExecutorSandbox):
                 if info is None or not info["State"].get("Running"):
                     raise SandboxError(f"sandbox container stopped during start; {await self._describe_state()}")
             await anyio.sleep(0.003)
+        return True
+
+    @staticmethod
+    def _socket_visible(path: str) -> bool:
+        return os.path.exists(path)
 
     def _inspect(self) -> dict[str, Any] | None:
         import docker.errors

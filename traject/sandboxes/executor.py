@@ -7,10 +7,9 @@ Wire protocol (both directions): a frame is ``>II`` (header length, body length)
 UTF-8 JSON header, then the raw body bytes. Requests carry an ``op``; replies carry ``ok``
 and, on failure, ``error`` and ``kind`` (an OSError subclass name where one applies).
 
-Modes:
-  --socket PATH   serve many connections on a unix socket (one thread per connection)
-  --relay PATH    read one request frame on stdin, forward it to the socket at PATH and
-                  write the reply to stdout (the ``docker exec`` fallback channel)
+It serves many connections on the unix socket given by --socket (one thread per
+connection). The host reaches that socket through a bind-mounted directory (the fast
+channel), or through ``docker exec`` of a tiny relay (channel.py's RELAY_SOURCE).
 
 Processes are spawned in their own session; a timeout stops then kills every process of
 that session, its process group and its descendants, so a command cannot outlive its
@@ -584,7 +583,10 @@ class Session:
                     self.interrupt()
                     deadline = time.monotonic() + INTERRUPT_GRACE_S
                     continue
-                for key, _ in sel.select(deadline - now):
+                wait = deadline - now
+                if exited_at is not None:
+                    wait = min(wait, exited_at + EXIT_GRACE_S - now)
+                for key, _ in sel.select(max(wait, 0)):
                     fd = key.fd
                     if fd == out_fd:
                         try:
@@ -792,29 +794,6 @@ def serve(path):
         threading.Thread(target=handle_connection, args=(conn,), daemon=True).start()
 
 
-def relay(path):
-    frame = read_frame(sys.stdin.buffer.read)
-    if frame is None:
-        sys.exit(2)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(path)
-            break
-        except OSError:
-            sock.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    sock.sendall(encode_frame(*frame))
-    reply = read_frame(sock.recv)
-    if reply is None:
-        sys.exit(3)
-    sys.stdout.buffer.write(encode_frame(*reply))
-    sys.stdout.buffer.flush()
-
-
 def seed_workspace(src):
     if not os.path.isdir(src):
         return
@@ -848,16 +827,12 @@ def main():
     global WORKSPACE, OOM_DETECT, REAPER
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket")
-    parser.add_argument("--relay")
     parser.add_argument("--workspace", default=os.getcwd())
     parser.add_argument("--seed")
     parser.add_argument("--oom-detect", action="store_true")
     parser.add_argument("--umask", type=lambda v: int(v, 8), default=0o022)
     parser.add_argument("--rlimits", help="name=value,... e.g. as=1073741824,nproc=256")
     args = parser.parse_args()
-    if args.relay:
-        relay(args.relay)
-        return
     WORKSPACE = os.path.abspath(args.workspace)
     OOM_DETECT = args.oom_detect
     os.umask(args.umask)

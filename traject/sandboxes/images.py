@@ -112,11 +112,11 @@ def host_codename() -> str:
     return match.group(1)
 
 
-def host_apt_sources(suite: str) -> list[Path]:
+def host_apt_sources(suite: str, etc_apt: Path = Path("/etc/apt")) -> list[Path]:
     """Enabled apt source files of this host that serve ``suite`` (deb822 or one-line)."""
     found = []
-    candidates = [Path("/etc/apt/sources.list")]
-    sources_d = Path("/etc/apt/sources.list.d")
+    candidates = [etc_apt / "sources.list"]
+    sources_d = etc_apt / "sources.list.d"
     if sources_d.is_dir():
         candidates += sorted(p for p in sources_d.iterdir() if p.suffix in (".list", ".sources"))
     for path in candidates:

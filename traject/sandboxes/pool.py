@@ -86,8 +86,10 @@ class SandboxPool:
         self._live = 0
         self._creating = 0
         self._tg: Any = None
-        self._wake = anyio.Event()
-        self._capacity_freed = anyio.Event()
+        # events belong to an event loop: made on entering the pool, not here
+        self._wake: Any = None
+        self._changed: Any = None
+        self._waiting = 0
         self._closing = False
         self.last_error: BaseException | None = None
         self.stats = {"warm_hits": 0, "cold_creates": 0, "discarded": 0}
@@ -95,6 +97,8 @@ class SandboxPool:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> SandboxPool:
+        self._wake = anyio.Event()
+        self._changed = anyio.Event()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._refill_loop)
@@ -131,24 +135,29 @@ class SandboxPool:
 
     # ------------------------------------------------------------------ capacity
 
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
     def _release_capacity(self) -> None:
         self._live -= 1
         host_counter.give(self._host)
-        self._capacity_freed.set()
+        self._notify()
         self._wake.set()
 
-    async def _take_capacity(self) -> None:
-        while True:
-            if self._live < self.max_live and host_counter.try_take(self._host, self.host_cap):
-                self._live += 1
-                return
-            self._capacity_freed = anyio.Event()
-            # other pools' sandboxes free host capacity without telling us: poll as well
-            with anyio.move_on_after(0.05):
-                await self._capacity_freed.wait()
+    def _try_take_capacity(self) -> bool:
+        if self._live < self.max_live and host_counter.try_take(self._host, self.host_cap):
+            self._live += 1
+            return True
+        return False
 
-    async def _new_sandbox(self) -> ExecutorSandbox:
-        await self._take_capacity()
+    async def _wait_for_change(self) -> None:
+        # other pools free host capacity without telling this one: poll as well
+        with anyio.move_on_after(0.05):
+            await self._changed.wait()
+
+    async def _create_counted(self) -> ExecutorSandbox:
+        """Create a sandbox under capacity already taken; give it back if creation fails."""
         try:
             sandbox = await self._create()
         except BaseException:
@@ -178,7 +187,10 @@ class SandboxPool:
 
     async def _refill_one(self) -> None:
         try:
-            sandbox = await self._new_sandbox()
+            # acquirers that wait come first: refill only takes capacity nobody waits for
+            while self._waiting or not self._try_take_capacity():
+                await self._wait_for_change()
+            sandbox = await self._create_counted()
         except Exception as exc:
             self.last_error = exc
             log.warning("sandbox pool: creating a warm sandbox failed: %s", exc)
@@ -190,31 +202,41 @@ class SandboxPool:
             await sandbox.aclose()
         else:
             self._ready.append(sandbox)
+            self._notify()
 
     # ------------------------------------------------------------------ leasing
 
     async def acquire(self) -> ExecutorSandbox:
         """A sandbox no episode has used. Close it when done (its ``aclose``)."""
-        if self._closing:
-            raise SandboxError("the sandbox pool is closed")
-        while self._ready:
-            sandbox = self._ready.popleft()
-            self._wake.set()
+        if self._tg is None:
+            raise RuntimeError("enter the pool first: `async with SandboxPool(...) as pool:`")
+        while True:
+            if self._closing:
+                raise SandboxError("the sandbox pool is closed")
+            while self._ready:
+                sandbox = self._ready.popleft()
+                self._wake.set()
+                try:
+                    await sandbox.ping(timeout=2.0)
+                except SandboxError as exc:  # died while warm (killed, daemon restarted)
+                    log.warning("sandbox pool: discarding a dead warm sandbox: %s", exc)
+                    self.stats["discarded"] += 1
+                    await sandbox.aclose()
+                    continue
+                self.stats["warm_hits"] += 1
+                self._leased.add(sandbox)
+                return sandbox
+            if self._try_take_capacity():
+                self.stats["cold_creates"] += 1
+                self._wake.set()
+                sandbox = await self._create_counted()
+                self._leased.add(sandbox)
+                return sandbox
+            self._waiting += 1
             try:
-                await sandbox.ping(timeout=2.0)
-            except SandboxError as exc:  # died while warm (killed, daemon restarted)
-                log.warning("sandbox pool: discarding a dead warm sandbox: %s", exc)
-                self.stats["discarded"] += 1
-                await sandbox.aclose()
-                continue
-            self.stats["warm_hits"] += 1
-            self._leased.add(sandbox)
-            return sandbox
-        self.stats["cold_creates"] += 1
-        sandbox = await self._new_sandbox()
-        self._leased.add(sandbox)
-        self._wake.set()
-        return sandbox
+                await self._wait_for_change()
+            finally:
+                self._waiting -= 1
 
     def factory(self) -> Callable[[Task], Awaitable[ExecutorSandbox]]:
         """A ``ToolEnv(sandbox=...)`` factory drawing from this pool."""

@@ -53,8 +53,9 @@ def bash_tool(*, timeout_s: float = 60.0, name: str = "bash", shell: str = "bash
             return await sandbox.open_session([shell, "--noprofile", "--norc"])
 
         entry = await episode_session(ctx, STATE_KEY, start)
-        result = await entry.session.run(wrap_command(command, entry.marker), marker=entry.marker,
-                                         timeout=timeout_s)
+        # a fresh marker per call: a late line of an earlier call can never end this one
+        marker = f"{entry.marker}{secrets.token_hex(4)}:"
+        result = await entry.session.run(wrap_command(command, marker), marker=marker, timeout=timeout_s)
         text = result.output
         if entry.restarted:
             text = "[a fresh shell was started: earlier directory and variables are gone]\n" + text

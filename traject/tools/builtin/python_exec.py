@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 import signal
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def python_tool(*, timeout_s: float = 60.0, name: str = "python", interpreter: s
 
         entry = await episode_session(ctx, STATE_KEY, start)
         data = code.encode("utf-8")
-        result = await entry.session.run(b"%d\n" % len(data) + data, marker=entry.marker, timeout=timeout_s)
+        cell_id = secrets.token_hex(4)
+        result = await entry.session.run(f"{len(data)} {cell_id}\n".encode() + data,
+                                         marker=f"{entry.marker}{cell_id}:", timeout=timeout_s)
         text = result.output
         if entry.restarted:
             text = "[a fresh Python interpreter was started: earlier variables are gone]\n" + text

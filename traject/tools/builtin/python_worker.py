@@ -1,10 +1,11 @@
 """The persistent Python interpreter behind the ``python`` tool, run inside the sandbox.
 
 Shipped as source (``python3 -u -c <this file> MARKER``); standard library only. It reads
-cells from stdin as ``<byte count>\\n<code>``, runs each in one namespace that lives as long
-as the process, shows the value of a trailing expression, and after each cell writes
-``MARKER<status>\\n`` (status: ok, error or interrupted) so the host knows the cell is done.
-SIGINT (sent by the executor on a timeout) interrupts the running cell, not the interpreter.
+cells from stdin as ``<byte count> <cell id>\\n<code>``, runs each in one namespace that lives
+as long as the process, shows the value of a trailing expression, and after each cell writes
+``MARKER<cell id>:<status>\\n`` (status: ok, error or interrupted) so the host knows that
+this cell, and no earlier one, is done. SIGINT (sent by the executor on a timeout) interrupts
+the running cell, not the interpreter; one that arrives between cells is ignored.
 """
 
 import ast
@@ -13,8 +14,22 @@ import sys
 import traceback
 
 
+def behave_like_plain_python():
+    """The worker runs isolated (-I) so that a workspace file named ast.py cannot break it;
+    once its own imports are done, cells get the path a plain ``python3`` in the workspace
+    has: the current directory, PYTHONPATH and the user's site-packages (pip install --user)."""
+    import site
+
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:0] = [""] + extra
+    user_site = site.getusersitepackages()
+    if os.path.isdir(user_site):
+        site.addsitedir(user_site)
+
+
 def main():
     marker = sys.argv[1].encode()
+    behave_like_plain_python()
     source = sys.stdin.buffer
     sys.stdin = open(os.devnull)  # the cell's input() sees end of file, never the protocol
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -23,16 +38,20 @@ def main():
             line = source.readline()
             if not line:
                 return
-            code = source.read(int(line)).decode("utf-8", "replace")
+            size, cell_id = line.split()
+            code = source.read(int(size)).decode("utf-8", "replace")
+        except KeyboardInterrupt:  # a late interrupt, meant for a cell that already ended
+            continue
+        try:
             status = run_cell(code, namespace)
-        except KeyboardInterrupt:  # an interrupt that arrived between cells
+        except KeyboardInterrupt:  # arrived after the cell's own handler
             status = "interrupted"
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        os.write(1, marker + status.encode() + b"\n")
+        os.write(1, marker + cell_id + b":" + status.encode() + b"\n")
 
 
 def run_cell(code, namespace):
