@@ -19,7 +19,7 @@ DOM = ["screenshot", "dom"]
 
 
 async def test_btl_reward_against_the_page_target(browsers):
-    tasks = gui_tasks(names=["click-button", "double-click", "navigate-tabs"])
+    tasks = gui_tasks(names=["double-click", "navigate-tabs"])
     env = lambda: GuiEnv(observation=DOM, reward=gui_reward(btl_weight=1.0))  # noqa: E731
     trajs = await Rollouts(GuiOracle("btl"), env, concurrency=3).run(tasks)
     for traj in trajs:
@@ -44,7 +44,7 @@ async def test_btl_reward_against_the_page_target(browsers):
 
 
 async def test_region_consistency_on_grounding_tasks(browsers):
-    tasks = gui_tasks(grounding=True, names=["click-button", "radio-choice"])
+    tasks = gui_tasks(grounding=True, names=["radio-choice"])
     assert all(t.data["grounding"] and t.data["image_size"] == [360, 360] for t in tasks)
 
     class Voters:
@@ -69,7 +69,7 @@ async def test_region_consistency_on_grounding_tasks(browsers):
 
 
 async def test_btl_reward_needs_a_target():
-    from traject.environments.gui.rewards import PageTargetBTL
+    from traject.environments.gui.btl import PageTargetBTL
 
     traj = Trajectory(task_id="t", steps=[Step(index=0, action=Message.assistant("click(1, 2)"), info={"gui": {}})])
     result = await PageTargetBTL().score(traj, Task(id="t"))

@@ -95,7 +95,7 @@ def click_named(name: str):
 
 
 async def test_miniwob_pages_are_seeded_and_their_reward_is_read(browsers, miniwob_dir):
-    tasks = traject.load_tasks("miniwob", path=str(miniwob_dir), n=4, split="train")
+    tasks = traject.load_tasks("miniwob", path=str(miniwob_dir), n=3, split="train")
     assert {t.metadata["gui_task"] for t in tasks} == {"click-test-3"}  # index.html is not a task
     env = traject.make("miniwob", observation=["screenshot", "dom"], device_scale_factor=2)
     try:
@@ -108,7 +108,7 @@ async def test_miniwob_pages_are_seeded_and_their_reward_is_read(browsers, miniw
         assert "START" not in listing and "Last reward" not in listing  # cover hidden, HUD left out
         again = await env.reset(tasks[0])
         assert again[-1].text == first[-1].text  # same seed, same problem
-        others = {(await env.reset(t))[-1].text for t in tasks}
+        others = {first[-1].text, *[(await env.reset(t))[-1].text for t in tasks[1:]]}
         assert len(others) >= 2
     finally:
         await env.aclose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from traject.environments.gui.env import GuiEnv
-from traject.environments.gui.rewards import gui_reward
+from traject.environments.gui.btl import gui_reward
 from traject.environments.gui.tasks import gui_tasks, miniwob_tasks
 from traject.environments.registry import register_env
 

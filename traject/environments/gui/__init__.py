@@ -10,8 +10,8 @@ from traject.environments.gui.dom import DomElement, format_dom, parse_dom
 from traject.environments.gui.env import GuiEnv
 from traject.environments.gui.page import PageState, TaskPage
 from traject.environments.gui.replay import ReplayFrame, frame_png, frame_svg, gui_frames, render_trajectory
-from traject.environments.gui.reward import PageReward
-from traject.environments.gui.rewards import PageTargetBTL, gui_reward
+from traject.environments.gui.page_reward import PageReward
+from traject.environments.gui.btl import PageTargetBTL, gui_reward
 from traject.environments.gui.task import GuiTaskData, Screen
 from traject.environments.gui.tasks import GROUNDING_TASKS, builtin_task_names, gui_tasks, miniwob_tasks
 from traject.environments.gui.text_actions import TextActionError, parse_text_actions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -74,7 +74,7 @@ class GuiActions(Toolset):
                 raise BrowserError(f"the browser died during {what}: {exc}") from exc
             raise ActionError(f"{what} failed: {str(exc).splitlines()[0]}") from None
 
-    async def _element(self, element_id: int):  # -> Locator
+    async def _element(self, element_id: int) -> tuple[Any, dict[str, float] | None]:
         page = self._page()
         locator = page.page.locator(f'[{ID_ATTRIBUTE}="{element_id}"]')
         async with self._driving(f"finding element [{element_id}]"):
@@ -85,7 +85,7 @@ class GuiActions(Toolset):
         box = await locator.first.bounding_box()
         return locator.first, box
 
-    def _element_meta(self, box: dict[str, float] | None) -> dict:
+    def _element_meta(self, box: dict[str, float] | None) -> dict[str, Any]:
         if box is None:
             return {}
         screen = self._page().screen

@@ -28,7 +28,7 @@ from traject.environments.gui.browser import BrowserError, browser_pool, import_
 from traject.environments.gui.config import GuiConfig
 from traject.environments.gui.dom import format_dom
 from traject.environments.gui.page import PageState, PageTarget, TaskPage, is_closed_error
-from traject.environments.gui.reward import PageReward
+from traject.environments.gui.page_reward import PageReward
 from traject.environments.gui.task import GuiTaskData
 from traject.environments.gui.text_actions import TextActionError, parse_text_actions
 from traject.rewards.base import Reward

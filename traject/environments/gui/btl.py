@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traject.environments.gui.reward import PageReward, RewardKind
+from traject.environments.gui.page_reward import PageReward, RewardKind
 from traject.rewards.base import Reward
 from traject.rewards.combinators import WeightedSum
 from traject.rewards.gui.btl import BTLConfig, BTLTarget, btl_score
