@@ -63,7 +63,8 @@ def env_spec(data: SweTaskData, *, workspace: str = "/workspace", install_networ
                       network=install_network)
 
 
-def _build(base: str, data: SweTaskData, workspace: str, install_network: bool, force: bool) -> ImageRef:
+def _build(base: str, data: SweTaskData, workspace: str, install_network: bool, force: bool,
+           force_toolchain: bool) -> ImageRef:
     tool = toolchain_spec(data)
     spec = env_spec(data, workspace=workspace, install_network=install_network)
     key = json.dumps([base, tool.model_dump(mode="json") if tool else None, spec.model_dump(mode="json")],
@@ -71,16 +72,18 @@ def _build(base: str, data: SweTaskData, workspace: str, install_network: bool, 
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
-        if key in _built and not force:
+        if key in _built and not (force or force_toolchain):
             return _built[key]
-        parent = derive_image(base, tool).tag if tool is not None else base
+        parent = derive_image(base, tool, force=force_toolchain).tag if tool is not None else base
         ref = derive_image(parent, spec, force=force)
         _built[key] = ref
         return ref
 
 
 async def ensure_env_image(data: SweTaskData, *, base: str, workspace: str = "/workspace",
-                           install_network: bool = True, force: bool = False) -> ImageRef:
-    """The environment image for ``data``'s repository and version (built if missing;
-    ``force`` rebuilds the repository layer, not the shared toolchain)."""
-    return await anyio.to_thread.run_sync(_build, base, data, workspace, install_network, force)
+                           install_network: bool = True, force: bool = False,
+                           force_toolchain: bool = False) -> ImageRef:
+    """The environment image for ``data``'s repository and version (built if missing).
+    ``force`` rebuilds the repository layer; ``force_toolchain`` the shared toolchain too (which
+    changes its id, so every environment image on it is rebuilt when next needed)."""
+    return await anyio.to_thread.run_sync(_build, base, data, workspace, install_network, force, force_toolchain)
