@@ -199,7 +199,8 @@ def print_table(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"traject sandboxes on {results['host']['cpus']} cores, {results['host']['mem_gb']} GB")
+    table = Table(title=f"traject sandboxes on {results['host']['cpus']} cores, {results['host']['mem_gb']} GB "
+                        f"(load avg {results['load_avg_1m_before']} -> {results['load_avg_1m_after_latency']})")
     table.add_column("measure")
     table.add_column("n", justify="right")
     table.add_column("p50 ms", justify="right")
@@ -225,9 +226,12 @@ async def main(args: argparse.Namespace) -> dict:
         "host": {"cpus": os.cpu_count(), "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
                  "python": platform.python_version(), "kernel": platform.release()},
         "command": " ".join(sys.argv),
+        # the machine may be shared: the 1-minute load average says how busy it was
+        "load_avg_1m_before": round(os.getloadavg()[0], 2),
     }
     results["exec"] = await bench_exec(args.n, args.n_slow)
     results["acquire"] = await bench_acquire(args.n_acquire, args.n_cold)
+    results["load_avg_1m_after_latency"] = round(os.getloadavg()[0], 2)
     if args.max_sandboxes > 0:
         results["capacity"] = await bench_capacity(args.max_sandboxes, args.batch, args.deadline)
     return results

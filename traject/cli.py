@@ -51,6 +51,31 @@ def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool'
         console.print(t2)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: str = typer.Argument(..., help="Training config (YAML)."),
+    backend: str = typer.Option("local", "--backend", help="local (built-in learner) or verl."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Prepare the files and print the command only."),
+) -> None:
+    """Train a policy on an env. Extra arguments are raw overrides for the backend
+    (hydra overrides for verl, e.g. trainer.save_freq=10)."""
+    if backend == "verl":
+        from traject.trainers.verl.launcher import run_cli
+
+        raise typer.Exit(run_cli(config, dry_run=dry_run, overrides=list(ctx.args)))
+    console.print(f"[red]unknown or unavailable backend {backend!r}[/red]")
+    raise typer.Exit(2)
+
+def _mount_sandbox() -> None:
+    from traject.sandboxes.cli import app as sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="Build, list, check and prune sandboxes.")
+
+
+_mount_sandbox()
+
+
 def main() -> None:
     try:
         app()

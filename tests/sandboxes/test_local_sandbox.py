@@ -66,3 +66,48 @@ async def test_rlimits_bound_file_size_and_memory():
         assert r.exit_code != 0 and "MemoryError" in r.stderr
     finally:
         await sb.aclose()
+
+
+OWNER = """
+import anyio, warnings
+from traject.sandboxes.config import SandboxConfig
+from traject.sandboxes.local_sandbox import LocalSandbox
+warnings.simplefilter("ignore")
+
+async def main():
+    sb = await LocalSandbox.create(SandboxConfig(backend="local"))
+    r = await sb.exec("sleep 300 & echo $!", timeout=10)
+    print(sb.workspace, r.stdout.strip(), flush=True)
+    await anyio.sleep(300)
+
+anyio.run(main)
+"""
+
+
+async def test_a_killed_owner_takes_its_local_sandbox_down_with_it():
+    import signal
+    import sys
+    import time
+
+    import anyio
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, env=env)
+    line = await anyio.to_thread.run_sync(proc.stdout.readline)
+    workspace, pid = line.split()
+    os.kill(int(pid), 0)
+    proc.send_signal(signal.SIGKILL)  # no cleanup runs in the owner
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            break
+        await anyio.sleep(0.1)
+    else:
+        raise AssertionError("the sandbox's process outlived its owner")
+    while os.path.exists(workspace) and time.monotonic() < deadline:
+        await anyio.sleep(0.1)
+    assert not os.path.exists(workspace)

@@ -112,3 +112,22 @@ async def test_a_missing_image_is_a_clear_error(docker_config):
         with pytest.raises(SandboxError, match="traject sandbox build"):
             await pool.acquire()
         assert pool._live == 0
+
+
+async def test_tool_env_episodes_draw_from_the_pool_and_give_capacity_back(docker_config):
+    from traject.environments import ToolEnv
+    from traject.tools.builtin import bash
+    from traject.types import Message, Task, ToolCall
+
+    async with SandboxPool(docker_config(), size=1, max_live=2) as pool:
+        await pool.wait_ready()
+        env = ToolEnv([bash], sandbox=pool.factory())
+        await env.reset(Task(id="t", prompt="go"))
+        container_id = env.ctx.sandbox.container_id
+        step = await env.step(Message.assistant("", tool_calls=[ToolCall(name="bash", arguments={"command": "id -u"})]))
+        assert step.tool_results[0].content == "1000\n"
+        assert pool.stats["warm_hits"] == 1
+        await env.aclose()
+        assert pool._live <= 2 and container_id not in {c["Id"] for c in get_client().api.containers(all=True)}
+        await pool.wait_ready()
+        assert pool._live == 1  # the episode's capacity came back; one warm sandbox again

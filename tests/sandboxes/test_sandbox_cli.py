@@ -10,6 +10,7 @@ from traject.sandboxes.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_check_on_the_local_backend():
     result = runner.invoke(app, ["check", "--backend", "local"])
     assert result.exit_code == 0, result.output

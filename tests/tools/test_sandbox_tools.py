@@ -161,6 +161,21 @@ async def test_file_editor_refuses_a_symlink_that_leads_out(ctx):
         assert out.is_error and "outside the workspace" in out.content
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_tools_refuse_a_sandbox_without_sessions(anyio_backend):
+    class Minimal:  # the minimal Sandbox contract only
+        async def exec(self, cmd, *, timeout, stdin=None, workdir=None, env=None): ...
+        async def write_file(self, path, data): ...
+        async def read_file(self, path): ...
+        async def aclose(self): ...
+
+    c = ToolContext(task=Task(id="t", prompt="p"), episode_id="ep", sandbox=Minimal())
+    for tool, args in ((python, {"code": "1"}), (bash, {"command": "ls"}),
+                       (file_editor, {"command": "view", "path": "."})):
+        with pytest.raises(TypeError, match="InteractiveSandbox"):
+            await tool(c, args)
+
+
 async def test_tool_arguments_are_validated_by_the_schema(ctx):
     from traject.tools import ToolArgumentError
 

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 
 import anyio
 
-from traject.agents.policy import Policy
+from traject.agents.policy import ContextExhausted, Policy
 from traject.agents.tokens import build_token_views
 from traject.environments.base import Env
 from traject.episode import reset_service_group, set_service_group
@@ -93,7 +93,12 @@ class AgentLoop:
         traj.messages = list(messages)
         for index in range(self.max_steps):
             t0 = time.perf_counter()
-            out = await self.policy.act(list(traj.messages), env.tools)
+            try:
+                out = await self.policy.act(list(traj.messages), env.tools)
+            except ContextExhausted as exc:
+                traj.status = Status.MAX_TURNS
+                traj.info["truncated_by"] = f"context: {exc}"
+                return
             model_s = time.perf_counter() - t0
             timings.model_s += model_s
             usage.model_calls += 1

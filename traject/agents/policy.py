@@ -21,6 +21,13 @@ class PolicyOutput(BaseModel):
     latency_s: float = 0.0
 
 
+class ContextExhausted(Exception):  # noqa: N818 - a condition, not an error
+    """The policy has no room left to generate (context window or response budget spent).
+
+    Not a failure of anyone: the agent loop ends the episode there as truncated (status
+    ``max_turns``) and scores it like any other."""
+
+
 class PolicyError(InfraError):
     """The policy's backend failed after its retries (endpoint down, 5xx): an infra error."""
 

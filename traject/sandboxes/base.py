@@ -72,10 +72,8 @@ class SandboxSession(Protocol):
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """Relative paths and the default working directory resolve against ``workspace``."""
-
-    @property
-    def workspace(self) -> str: ...
+    """The minimal contract: run commands, move files, close. Anything that runs code for an
+    episode (a verifier's test runner, a tool) can take this."""
 
     async def exec(
         self,
@@ -91,6 +89,20 @@ class Sandbox(Protocol):
 
     async def read_file(self, path: str) -> bytes: ...
 
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class InteractiveSandbox(Sandbox, Protocol):
+    """A Sandbox with a known workspace and long-lived sessions, which the persistent
+    ``python`` and ``bash`` tools and the file editor need. Both traject backends
+    (DockerSandbox, LocalSandbox) are interactive.
+
+    Relative paths and the default working directory resolve against ``workspace``."""
+
+    @property
+    def workspace(self) -> str: ...
+
     async def open_session(
         self,
         argv: list[str],
@@ -99,5 +111,3 @@ class Sandbox(Protocol):
         env: dict[str, str] | None = None,
         interrupt_signal: int | None = None,
     ) -> SandboxSession: ...
-
-    async def aclose(self) -> None: ...

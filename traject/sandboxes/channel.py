@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import SocketStream, UNIXSocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from traject.sandboxes.base import SandboxError
@@ -111,7 +111,22 @@ class SocketChannel(Channel):
         self._describe_failure = describe_failure
 
     async def _connect(self) -> _Conn:
-        stream = await anyio.connect_unix(self.path)
+        # Not anyio.connect_unix: when its connect is cancelled while the socket turns
+        # writable, its callback hits a cancelled future (InvalidStateError in the loop).
+        # A unix-socket connect either completes at once or reports a full backlog.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    sock.connect(self.path)
+                    break
+                except (BlockingIOError, InterruptedError):
+                    await anyio.sleep(0.001)  # the executor's accept backlog is full
+            stream = await UNIXSocketStream.from_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
         return _Conn(stream)
 
     async def request(self, header: Header, body: bytes = b"", *, timeout: float) -> tuple[Header, bytes]:

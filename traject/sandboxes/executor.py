@@ -27,7 +27,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 
@@ -816,6 +815,27 @@ def apply_rlimits(spec):
         resource.setrlimit(getattr(resource, names[name]), (limit, limit))
 
 
+def exit_with_parent(cleanup):
+    """Local backend: when the process that started us dies (SIGKILL, a crash), nobody will
+    close this sandbox, so kill everything it runs, remove its directories and exit."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                with SESSIONS_LOCK:
+                    sessions = list(SESSIONS.values())
+                for session in sessions:
+                    session.close()
+                kill_everything()
+                for path in cleanup:
+                    shutil.rmtree(path, ignore_errors=True)
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def become_subreaper():
     try:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -832,6 +852,8 @@ def main():
     parser.add_argument("--oom-detect", action="store_true")
     parser.add_argument("--umask", type=lambda v: int(v, 8), default=0o022)
     parser.add_argument("--rlimits", help="name=value,... e.g. as=1073741824,nproc=256")
+    parser.add_argument("--exit-with-parent", action="store_true")
+    parser.add_argument("--cleanup", action="append", default=[], help="a directory to remove then")
     args = parser.parse_args()
     WORKSPACE = os.path.abspath(args.workspace)
     OOM_DETECT = args.oom_detect
@@ -844,11 +866,18 @@ def main():
     os.chdir(WORKSPACE)
     if os.getpid() != 1:
         become_subreaper()
-    # PID 1 ignores signals it has no handler for; exit cleanly on the ones docker sends.
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    # PID 1 ignores signals it has no handler for; on the ones docker (or a user) sends,
+    # take every process of the sandbox down too, then exit.
+    def stop(*_):
+        kill_everything()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     REAPER = Reaper()
+    if args.exit_with_parent:
+        exit_with_parent(args.cleanup)
     serve(args.socket)
 
 

@@ -110,7 +110,8 @@ class LocalSandbox(ExecutorSandbox):
             "nofile=1024",
         ]
         argv = [*prefix, _host_python(), "-I", "-u", "-c", executor_source(), "--socket", socket_path,
-                "--workspace", self.workspace, "--rlimits", ",".join(limits)]
+                "--workspace", self.workspace, "--rlimits", ",".join(limits),
+                "--exit-with-parent", "--cleanup", self.workspace, "--cleanup", self.run_dir]
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": self.workspace,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from typing import Any
 
@@ -52,15 +53,30 @@ def prune(*, include_live: bool = False, client: Any = None) -> PruneReport:
     now = time.time()
     for name in os.listdir(root):
         path = os.path.join(root, name)
-        # "s*": docker socket dirs; young ones may belong to a sandbox being created right now
-        if name.startswith("s") and path not in in_use:
-            try:
-                if now - os.stat(path).st_mtime > STALE_DIR_AGE_S or include_live:
-                    shutil.rmtree(path, ignore_errors=True)
-                    report.run_dirs_removed += 1
-            except FileNotFoundError:
-                pass
+        try:
+            old = now - os.stat(path).st_mtime > STALE_DIR_AGE_S
+        except FileNotFoundError:
+            continue
+        # "s*": docker socket dirs; young ones may belong to a sandbox being created right now.
+        # "l*": local sandboxes; stale once no executor listens on their socket.
+        stale_docker = name.startswith("s") and path not in in_use and (old or include_live)
+        stale_local = name.startswith("l") and old and not _listening(os.path.join(path, "exec.sock"))
+        if stale_docker or stale_local:
+            shutil.rmtree(path, ignore_errors=True)
+            report.run_dirs_removed += 1
     return report
+
+
+def _listening(path: str) -> bool:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(1.0)
+        sock.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
 
 
 def list_sandboxes(*, client: Any = None) -> list[dict[str, Any]]:

@@ -6,24 +6,38 @@ from collections.abc import Awaitable, Callable
 
 from dataclasses import dataclass
 
-from traject.sandboxes.base import Sandbox, SandboxSession
+from traject.sandboxes.base import InteractiveSandbox, SandboxSession
 from traject.sandboxes.executor_client import new_marker
 from traject.tools.context import ToolContext
 
 
+def require_interactive(ctx: ToolContext, tool: str) -> InteractiveSandbox:
+    sandbox = ctx.require_sandbox()
+    if not isinstance(sandbox, InteractiveSandbox):
+        raise TypeError(
+            f"the {tool} tool needs an InteractiveSandbox (a workspace and sessions), such as "
+            f"traject's DockerSandbox or LocalSandbox; {type(sandbox).__name__} is not one"
+        )
+    return sandbox
+
+
 @dataclass
 class EpisodeSession:
-    sandbox: Sandbox
+    sandbox: InteractiveSandbox
     session: SandboxSession
     marker: str  # ends each answer of the session; random so that output cannot fake it
     restarted: bool = False
 
 
 async def episode_session(
-    ctx: ToolContext, key: str, start: Callable[[Sandbox, str], Awaitable[SandboxSession]]
+    ctx: ToolContext,
+    key: str,
+    start: Callable[[InteractiveSandbox, str], Awaitable[SandboxSession]],
+    *,
+    tool: str,
 ) -> EpisodeSession:
     """The episode's session under ``key``, started on first use or after it exited."""
-    sandbox = ctx.require_sandbox()
+    sandbox = require_interactive(ctx, tool)
     entry = ctx.state.get(key)
     if isinstance(entry, EpisodeSession) and entry.sandbox is sandbox and not entry.session.closed:
         entry.restarted = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from traject.sandboxes.base import Sandbox, SandboxSession
+from traject.sandboxes.base import InteractiveSandbox, SandboxSession
 from traject.tools.base import ToolOutput
 from traject.tools.builtin._sessions import episode_session, exit_note
 from traject.tools.context import ToolContext
@@ -49,10 +49,10 @@ def bash_tool(*, timeout_s: float = 60.0, name: str = "bash", shell: str = "bash
             command: The bash command (or script) to run.
         """
 
-        async def start(sandbox: Sandbox, marker: str) -> SandboxSession:
+        async def start(sandbox: InteractiveSandbox, marker: str) -> SandboxSession:
             return await sandbox.open_session([shell, "--noprofile", "--norc"])
 
-        entry = await episode_session(ctx, STATE_KEY, start)
+        entry = await episode_session(ctx, STATE_KEY, start, tool=name)
         # a fresh marker per call: a late line of an earlier call can never end this one
         marker = f"{entry.marker}{secrets.token_hex(4)}:"
         result = await entry.session.run(wrap_command(command, marker), marker=marker, timeout=timeout_s)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import posixpath
 from typing import Literal
 
-from traject.sandboxes.base import Sandbox
+from traject.sandboxes.base import InteractiveSandbox
+from traject.tools.builtin._sessions import require_interactive
 from traject.tools.base import ToolOutput
 from traject.tools.context import ToolContext
 from traject.tools.decorator import FunctionTool
@@ -39,7 +40,7 @@ def workspace_path(workspace: str, path: str) -> str:
     return full
 
 
-async def _resolve(sandbox: Sandbox, path: str) -> str:
+async def _resolve(sandbox: InteractiveSandbox, path: str) -> str:
     """Lexical checks, then symlinks resolved inside the sandbox must stay in the workspace."""
     workspace = sandbox.workspace
     full = workspace_path(workspace, path)
@@ -53,14 +54,14 @@ async def _resolve(sandbox: Sandbox, path: str) -> str:
     return full
 
 
-async def _kind(sandbox: Sandbox, full: str) -> str:
+async def _kind(sandbox: InteractiveSandbox, full: str) -> str:
     result = await sandbox.exec(["stat", "-c", "%F", "--", full], timeout=10)
     if result.exit_code != 0:
         return "missing"
     return "directory" if "directory" in result.stdout else "file"
 
 
-async def _read_text(sandbox: Sandbox, full: str, path: str) -> str:
+async def _read_text(sandbox: InteractiveSandbox, full: str, path: str) -> str:
     try:
         data = await sandbox.read_file(full)
     except FileNotFoundError:
@@ -75,7 +76,7 @@ async def _read_text(sandbox: Sandbox, full: str, path: str) -> str:
         raise EditorError(f"{path} is not UTF-8 text; the editor only edits text files") from None
 
 
-async def _write_text(sandbox: Sandbox, full: str, path: str, text: str) -> None:
+async def _write_text(sandbox: InteractiveSandbox, full: str, path: str, text: str) -> None:
     try:
         await sandbox.write_file(full, text.encode("utf-8"))
     except OSError as exc:
@@ -102,7 +103,7 @@ def _snippet(text: str, first_line: int, n_new_lines: int, path: str) -> str:
     return f"Edited {path}. Lines {lo}-{hi} now read:\n" + numbered(lines[lo - 1 : hi], lo)
 
 
-async def _view(sandbox: Sandbox, full: str, path: str, view_range: list[int] | None) -> str:
+async def _view(sandbox: InteractiveSandbox, full: str, path: str, view_range: list[int] | None) -> str:
     kind = await _kind(sandbox, full)
     if kind == "missing":
         raise EditorError(f"no such file or directory: {path}")
@@ -133,7 +134,7 @@ async def _view(sandbox: Sandbox, full: str, path: str, view_range: list[int] | 
     return _clip(numbered(lines[start - 1 : end], start))
 
 
-async def _create(sandbox: Sandbox, full: str, path: str, file_text: str | None) -> str:
+async def _create(sandbox: InteractiveSandbox, full: str, path: str, file_text: str | None) -> str:
     if file_text is None:
         raise EditorError("create needs file_text")
     kind = await _kind(sandbox, full)
@@ -143,7 +144,7 @@ async def _create(sandbox: Sandbox, full: str, path: str, file_text: str | None)
     return f"Created {path} ({len(file_text.splitlines())} lines)"
 
 
-async def _str_replace(sandbox: Sandbox, full: str, path: str, old_str: str | None, new_str: str | None) -> str:
+async def _str_replace(sandbox: InteractiveSandbox, full: str, path: str, old_str: str | None, new_str: str | None) -> str:
     if not old_str:
         raise EditorError("str_replace needs old_str: the exact text to replace (it must occur once)")
     new_str = new_str or ""
@@ -164,7 +165,7 @@ async def _str_replace(sandbox: Sandbox, full: str, path: str, old_str: str | No
     return _snippet(new_text, text.count("\n", 0, at) + 1, new_str.count("\n"), path)
 
 
-async def _insert(sandbox: Sandbox, full: str, path: str, insert_line: int | None, new_str: str | None) -> str:
+async def _insert(sandbox: InteractiveSandbox, full: str, path: str, insert_line: int | None, new_str: str | None) -> str:
     if insert_line is None or new_str is None:
         raise EditorError("insert needs insert_line (0 inserts at the top) and new_str")
     text = await _read_text(sandbox, full, path)
@@ -207,7 +208,7 @@ def file_editor_tool(*, name: str = "file_editor", timeout_s: float = 60.0) -> F
             insert_line: Line after which new_str is inserted (insert).
             view_range: [start_line, end_line] to view part of a file; end_line -1 means the end.
         """
-        sandbox = ctx.require_sandbox()
+        sandbox = require_interactive(ctx, "file_editor")
         try:
             full = await _resolve(sandbox, path)
             if command == "view":

@@ -7,7 +7,7 @@ import secrets
 import signal
 from pathlib import Path
 
-from traject.sandboxes.base import Sandbox, SandboxSession
+from traject.sandboxes.base import InteractiveSandbox, SandboxSession
 from traject.tools.base import ToolOutput
 from traject.tools.builtin._sessions import episode_session, exit_note
 from traject.tools.context import ToolContext
@@ -32,13 +32,13 @@ def python_tool(*, timeout_s: float = 60.0, name: str = "python", interpreter: s
         Args:
             code: The Python source to run.
         """
-        async def start(sandbox: Sandbox, marker: str) -> SandboxSession:
+        async def start(sandbox: InteractiveSandbox, marker: str) -> SandboxSession:
             return await sandbox.open_session(
                 [interpreter, "-u", "-I", "-c", worker_source(), marker],
                 interrupt_signal=signal.SIGINT,
             )
 
-        entry = await episode_session(ctx, STATE_KEY, start)
+        entry = await episode_session(ctx, STATE_KEY, start, tool=name)
         data = code.encode("utf-8")
         cell_id = secrets.token_hex(4)
         result = await entry.session.run(f"{len(data)} {cell_id}\n".encode() + data,

@@ -1,0 +1,66 @@
+"""A simulated user inside TrajectAgentLoop (veRL 0.9.1 has no interactions of its own): the
+empathy env's emotion-tracking user, an LLM served by a real local HTTP server with scripted
+answers, runs inside the episode; the user's turns are masked out, the final emotion is the
+reward that reaches rm_scores."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+verl = pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
+
+from traject.trainers.verl.testing import ScriptedServerClient  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+AGENT_SAYS = "<think>They feel unseen.</think>That sounds hard. Tell me more?"
+
+
+def user_llm(req):
+    if req.messages[0]["content"].startswith("You analyse"):  # the emotion analyser call
+        return json.dumps({"content": "c", "reason": "heard", "activity": "a", "analyse": "better", "change": 35})
+    return json.dumps({"thinking": "...", "response": "it has been a long week."})
+
+
+def agent_script(prompt: str, turn: int, request_id: str) -> str:
+    return AGENT_SAYS
+
+
+async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, chat_server, batch_for, compose):
+    from transformers import AutoTokenizer
+    from verl.experimental.agent_loop import AgentLoopWorker
+
+    from traject.environments.users import default_cache
+    from traject.trainers.verl.config import TrainConfig
+    from traject.trainers.verl.launcher import hydra_overrides, prepare
+
+    default_cache().clear()
+    user = chat_server(user_llm)
+    cfg = TrainConfig.model_validate({
+        "model": str(tiny_model), "env": "empathy", "env_config": {"user_base_url": user.url, "user_model": "u"},
+        "tasks": {"n": 2}, "group_size": 2, "batch_size": 2, "max_prompt_length": 1024,
+        "max_response_length": 512, "output_dir": str(tmp_path / "run"), "verl": {"agent_workers": 1}})
+    files = prepare(cfg)
+    conf = compose(hydra_overrides(cfg, files))
+    client = ScriptedServerClient(conf, agent_script, str(tiny_model))
+    out = await AgentLoopWorker(conf, client).generate_sequences(batch_for(conf, files.train_file, 2))
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    prompt_w = out.batch["prompts"].shape[1]
+    assert out.non_tensor_batch["traject_status"].tolist() == ["completed"] * 4
+    for i in range(len(out)):
+        n = int(out.batch["attention_mask"][i, prompt_w:].sum())
+        response = out.batch["responses"][i, :n].tolist()
+        mask = out.batch["response_mask"][i, :n].tolist()
+        runs = [(m, tok.decode([t for t, _ in g])) for m, g in
+                itertools.groupby(zip(response, mask, strict=True), key=lambda x: x[1])]
+        # start 30, +35 per turn: 65, then 100 ends the talk after the agent's second turn
+        assert [m for m, _ in runs] == [1, 0, 1]
+        assert runs[0][1] == runs[2][1] == AGENT_SAYS + "<|im_end|>"  # sampled, thinking included
+        assert runs[1][1] == "\n<|im_start|>user\nit has been a long week.<|im_end|>\n<|im_start|>assistant\n"
+        assert float(out.batch["rm_scores"][i].sum()) == pytest.approx(1.0)  # emotion 100 / 100
+    assert out.non_tensor_batch["traject_success"].tolist() == [1.0] * 4
+    # the user simulator never saw the agent's private thinking
+    assert user.requests and all("They feel unseen" not in json.dumps(r.body) for r in user.requests)

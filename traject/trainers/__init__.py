@@ -1,0 +1,1 @@
+"""Trainers: advantage estimators, losses, the built-in learner and the veRL backend."""
