@@ -47,7 +47,7 @@ KEYS = {"enter-text": "into the text field", "drag-box": "Drag the box", "select
         "navigate-tabs": "Go to Tab"}
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 async def oracle_runs(browsers):
     tasks = gui_tasks()
     trajs = await Rollouts(MixedOracle(), lambda: GuiEnv(observation=DOM), concurrency=3).run(tasks)
