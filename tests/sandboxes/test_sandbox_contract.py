@@ -71,10 +71,12 @@ async def test_output_is_capped_with_an_explicit_marker_keeping_head_and_tail(sa
 
 async def test_timeout_kills_the_whole_process_tree_and_the_next_call_works(sandbox):
     script = (
-        "sleep 300 & "  # a child in the same group
-        "setsid sleep 301 & "  # a child that left the session
-        "bash -c 'while :; do :; done' & "
-        "sleep 302"
+        # Odd durations, so that the check below cannot match another process on a shared host
+        # (LocalSandbox shares the host's process table).
+        "sleep 3001.25 & "  # a child in the same group
+        "setsid sleep 3001.5 & "  # a child that left the session
+        "bash -c 'while :; do : traject-spin; done' & "
+        "sleep 3001.75"
     )
     t0 = time.monotonic()
     r = await sandbox.exec(script, timeout=1.5)
@@ -83,7 +85,7 @@ async def test_timeout_kills_the_whole_process_tree_and_the_next_call_works(sand
     assert "timed out" in r.stderr
     ps = await sandbox.exec("ps -eo args", timeout=10)
     assert ps.exit_code == 0, ps.stderr
-    assert "sleep 30" not in ps.stdout and "while :" not in ps.stdout, ps.stdout
+    assert "sleep 3001." not in ps.stdout and "traject-spin" not in ps.stdout, ps.stdout
     assert (await sandbox.exec("echo next", timeout=10)).stdout == "next\n"
 
 

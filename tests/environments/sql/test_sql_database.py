@@ -64,7 +64,9 @@ async def test_time_limit_interrupts_and_the_loop_stays_free(db_file):
             elapsed = time.monotonic() - t0
             tg.cancel_scope.cancel()
         assert 0.25 < elapsed < 3.0
-        assert ticks >= 10  # the event loop kept running while the query ran in its thread
+        # The event loop kept running while the query ran in its thread (a blocked loop ticks
+        # 0-1 times; a loaded 2-core machine may tick well under the ideal 30).
+        assert ticks >= 3
         assert (await db.execute("SELECT 1")).rows == [(1,)]  # the connection is usable afterwards
     finally:
         await db.aclose()
