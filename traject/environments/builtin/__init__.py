@@ -1,3 +1,3 @@
 """Built-in envs; importing this module registers them."""
 
-from traject.environments.builtin import conversational, lookup  # noqa: F401
+from traject.environments.builtin import conversational, gui, lookup, swe  # noqa: F401
