@@ -76,6 +76,9 @@ class BrowserPool:
         # next episode does not wait for Chromium to start a renderer.
         self._spares: dict[str, tuple[Browser, BrowserContext, Page]] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
+        # Episodes between entering open_page and owning their context: an idle close must
+        # not pull the browser from under them.
+        self._opening = 0
         self.launches = 0
         self.spares_used = 0
 
@@ -138,6 +141,13 @@ class BrowserPool:
         """A fresh context with one blank page: the warm spare when there is one (made in the
         background after the previous call), else made now."""
         self._cancel_idle_close()
+        self._opening += 1
+        try:
+            return await self._open_page(options)
+        finally:
+            self._opening -= 1
+
+    async def _open_page(self, options: dict[str, Any]) -> tuple[BrowserContext, Page]:
         key = json.dumps(options, sort_keys=True, default=str)
         spare = self._spares.pop(key, None)
         if spare is not None:
@@ -150,12 +160,22 @@ class BrowserPool:
                 return context, page
             await _quietly_close(context)
         api = import_playwright()
-        context = await self.new_context(**options)
-        try:
-            page = await context.new_page()
-        except api.Error as exc:
-            await self.close_context(context)
-            raise BrowserError(f"opening a page failed: {exc}") from exc
+        for attempt in (1, 2):
+            context = await self.new_context(**options)
+            browser = self._owner.get(context)
+            try:
+                page = await context.new_page()
+                break
+            except api.Error as exc:
+                await self.close_context(context)
+                # A browser that just died may still say it is connected; drop it, and try
+                # once more on a live (or newly launched) one.
+                if attempt == 2 or browser is None or "closed" not in str(exc):
+                    raise BrowserError(f"opening a page failed: {exc}") from exc
+                log.warning("a browser of this worker died under a new page; relaunching")
+                async with self._lock:
+                    self._load.pop(browser, None)
+                await _quietly_close_browser(browser)
         self._schedule_spare(key, options)
         return context, page
 
@@ -201,7 +221,7 @@ class BrowserPool:
                     self.config.idle_close_s, lambda: loop.create_task(self._close_if_idle()))
 
     async def _close_if_idle(self) -> None:
-        if not self._owner:
+        if not self._owner and not self._opening:
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -232,6 +252,13 @@ class BrowserPool:
                         await playwright.stop()
                     except Exception as exc:  # noqa: BLE001
                         log.debug("stopping playwright failed: %s", exc)
+
+
+async def _quietly_close_browser(browser: Browser) -> None:
+    try:
+        await browser.close()
+    except Exception as exc:  # noqa: BLE001 - it is dead or dying anyway
+        log.debug("closing a browser failed: %s", exc)
 
 
 async def _quietly_close(context: BrowserContext) -> None:
