@@ -1,0 +1,1 @@
+"""Trainers: advantages, losses, batching, the built-in learner, SFT, and the veRL backend."""
