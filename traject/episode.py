@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,23 @@ class EpisodeInfo:
 
 
 _current: ContextVar[EpisodeInfo | None] = ContextVar("traject_episode", default=None)
+_services: ContextVar[TaskGroup | None] = ContextVar("traject_services", default=None)
+
+
+def service_group() -> TaskGroup | None:
+    """The running episode's task group for long-lived helpers (an MCP connection, a browser
+    session): a helper started here lives in its own task, so the async context managers it
+    enters are entered and exited in that task, whatever cancel scopes the episode's set-up
+    and clean-up run under. None outside the agent loop."""
+    return _services.get()
+
+
+def set_service_group(tg: TaskGroup | None) -> object:
+    return _services.set(tg)
+
+
+def reset_service_group(token: object) -> None:
+    _services.reset(token)  # type: ignore[arg-type]
 
 
 def current_episode() -> EpisodeInfo | None:

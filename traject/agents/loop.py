@@ -11,6 +11,7 @@ import anyio
 from traject.agents.policy import Policy
 from traject.agents.tokens import build_token_views
 from traject.environments.base import Env
+from traject.episode import reset_service_group, set_service_group
 from traject.rewards.base import Reward
 from traject.types import InfraError, RewardResult, Status, Step, Task, Timings, Trajectory, Usage
 
@@ -34,6 +35,17 @@ class AgentLoop:
         self.max_steps = max_steps
 
     async def run(self, env: Env, task: Task, *, sample_index: int = 0, seed: int | None = None) -> Trajectory:
+        async with anyio.create_task_group() as services:
+            token = set_service_group(services)
+            try:
+                traj = await self._run(env, task, sample_index=sample_index, seed=seed)
+            finally:
+                reset_service_group(token)
+                # Whatever a toolset left running is stopped with the episode.
+                services.cancel_scope.cancel()
+        return traj
+
+    async def _run(self, env: Env, task: Task, *, sample_index: int, seed: int | None) -> Trajectory:
         traj = Trajectory(task_id=task.id, sample_index=sample_index, env=env.spec.name, seed=seed)
         t_start = time.perf_counter()
         timings = Timings()

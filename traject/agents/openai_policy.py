@@ -93,6 +93,15 @@ class OpenAIPolicy:
         )
         self.format = get_format(self.config.tool_format) if self.config.tool_format else None
 
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> OpenAIPolicy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def _request(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
         api_messages = messages_to_openai(messages, self.format)
         req: dict[str, Any] = {"model": self.config.model, "messages": api_messages,

@@ -217,26 +217,27 @@ class ToolEnv(Env):
         return result, output
 
     async def aclose(self) -> None:
+        # No cancel scope of our own here: toolsets may exit task groups they entered at set-up,
+        # which must stay strictly nested. The agent loop shields this call from cancellation.
         ctx, toolsets = self.ctx, self._toolsets
         self._toolsets = []
         errors: list[BaseException] = []
-        with anyio.CancelScope(shield=True):
-            for ts in reversed(toolsets):
-                try:
-                    assert ctx is not None
-                    await ts.teardown(ctx)
-                except Exception as exc:  # noqa: BLE001 - keep tearing the rest down
-                    errors.append(exc)
-            if self.user is not None and ctx is not None:
-                try:
-                    await self.user.aclose()
-                except Exception as exc:  # noqa: BLE001
-                    errors.append(exc)
-            if ctx is not None and ctx.sandbox is not None:
-                sandbox, ctx.sandbox = ctx.sandbox, None
-                try:
-                    await sandbox.aclose()
-                except Exception as exc:  # noqa: BLE001
-                    errors.append(exc)
+        for ts in reversed(toolsets):
+            try:
+                assert ctx is not None
+                await ts.teardown(ctx)
+            except Exception as exc:  # noqa: BLE001 - keep tearing the rest down
+                errors.append(exc)
+        if self.user is not None and ctx is not None:
+            try:
+                await self.user.aclose()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if ctx is not None and ctx.sandbox is not None:
+            sandbox, ctx.sandbox = ctx.sandbox, None
+            try:
+                await sandbox.aclose()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
         if errors:
             raise InfraError(f"closing env {self.spec.name!r} failed: {errors[0]!r}") from errors[0]
