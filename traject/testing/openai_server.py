@@ -79,6 +79,12 @@ def _as_responder(script: Responder | Sequence[ScriptedReply | str]) -> Responde
     return next_reply
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of concurrent clients (a rollout group,
+    # a judge's concurrent calls) overflows it and the dropped SYNs wait ~1 s to be retried.
+    request_queue_size = 128
+
+
 class ScriptedChatServer:
     """``responder`` maps each request to a reply; a list is replayed in order (then 500s)."""
 
@@ -90,6 +96,9 @@ class ScriptedChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle's algorithm on, the body waits
+            # for the client's delayed ACK of the headers (~40 ms per request on Linux).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 return None
@@ -135,7 +144,7 @@ class ScriptedChatServer:
                     return
                 self._send(200, json.dumps(_completion(reply, body, model_name)).encode())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -154,7 +163,9 @@ class ScriptedChatServer:
             return list(self.state.requests)
 
     def start(self) -> ScriptedChatServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-openai", daemon=True)
+        # stop() waits for the serve loop's next poll: poll often, so tests do not idle 0.5 s each.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="scripted-openai", daemon=True)
         self._thread.start()
         return self
 

@@ -2,8 +2,14 @@
 
 from traject.agents.parsers.base import ParsedOutput, ToolCallFormat, call_from_json
 from traject.agents.parsers.hermes import HermesFormat
+from traject.agents.parsers.llama3 import Llama3JsonFormat
+from traject.agents.parsers.mistral import MistralFormat
+from traject.agents.parsers.openai import OpenAIFormat
+from traject.agents.parsers.pythonic import PythonicFormat
 
-FORMATS: dict[str, type[ToolCallFormat]] = {HermesFormat.name: HermesFormat}
+FORMATS: dict[str, type[ToolCallFormat]] = {
+    f.name: f for f in (HermesFormat, Llama3JsonFormat, MistralFormat, PythonicFormat, OpenAIFormat)
+}
 
 
 def get_format(name: str) -> ToolCallFormat:
@@ -13,4 +19,5 @@ def get_format(name: str) -> ToolCallFormat:
         raise ValueError(f"unknown tool-call format {name!r}; known: {', '.join(sorted(FORMATS))}") from None
 
 
-__all__ = ["FORMATS", "HermesFormat", "ParsedOutput", "ToolCallFormat", "call_from_json", "get_format"]
+__all__ = ["FORMATS", "HermesFormat", "Llama3JsonFormat", "MistralFormat", "OpenAIFormat", "ParsedOutput",
+           "PythonicFormat", "ToolCallFormat", "call_from_json", "get_format"]
