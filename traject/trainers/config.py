@@ -49,13 +49,22 @@ class _Section(BaseModel):
 
 
 class TinyModelConfig(_Section):
-    """A tiny causal LM built locally (no download): for the quickstart and tests."""
+    """A tiny causal LM and tokenizer built locally (no download), by
+    :func:`traject.agents.hf.build_tiny_model`; unset fields keep its defaults."""
 
-    hidden_size: int = Field(128, ge=8)
-    num_layers: int = Field(2, ge=1)
-    num_heads: int = Field(4, ge=1)
-    intermediate_size: int | None = None
-    max_positions: int = Field(1024, ge=16)
+    seed: int | None = None
+    template: str | None = None
+    vocab_size: int | None = Field(None, ge=64)
+    hidden_size: int | None = Field(None, ge=8)
+    intermediate_size: int | None = Field(None, ge=8)
+    num_layers: int | None = Field(None, ge=1)
+    num_heads: int | None = Field(None, ge=1)
+    num_kv_heads: int | None = Field(None, ge=1)
+    max_position_embeddings: int | None = Field(None, ge=16)
+    corpus_tasks: int | None = Field(None, ge=1)
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class ModelConfig(_Section):
@@ -66,6 +75,8 @@ class ModelConfig(_Section):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
     max_seq_len: int = Field(2048, ge=16, description="Longer training sequences are cut (and counted).")
     tool_format: str = "hermes"
+    chat_template: str | None = Field(None, description="Override the tokenizer's chat template: a name "
+                                      "(compact, hermes, qwen3) or a .jinja file.")
     gradient_checkpointing: bool = False
 
     @model_validator(mode="after")
@@ -161,6 +172,10 @@ class SFTConfig(_Section):
     enabled: bool = False
     source: Literal["scripted", "jsonl"] = "scripted"
     script: str | None = Field(None, description="module:function giving a ScriptedPolicy script, for source=scripted.")
+    script_args: dict[str, JsonValue] = Field(default_factory=dict, description="If set, `script` is a factory "
+                                              "called with these arguments to make the script.")
+    only_successful: bool = Field(False, description="Keep only demonstrations whose reward says success.")
+    tasks_path: str | None = None
     path: str | None = Field(None, description="JSONL of OpenAI-format conversations, for source=jsonl.")
     tasks: dict[str, JsonValue] = Field(default_factory=lambda: {"split": "train", "n": 200})
     epochs: float = Field(1.0, gt=0.0)

@@ -220,7 +220,7 @@ def sft_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, micro: Se
         lp = score_tokens(model, b).logprobs
         loss = sft_loss(lp, b.loss_mask, num_tokens=n_tok)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
         stats.tokens += b.real_tokens
         stats.trained_tokens += b.num_tokens
         stats.padded_tokens += b.input_ids.numel()

@@ -12,7 +12,10 @@ values make it harder.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,7 +25,7 @@ from traject.rewards.answer_match import AnswerMatch
 from traject.tools.base import ToolOutput
 from traject.tools.context import ToolContext
 from traject.tools.decorator import tool
-from traject.types import Task
+from traject.types import Message, Task, ToolCall, ToolSchema
 
 ITEMS = ("apple", "pear", "plum", "kiwi", "lime", "fig", "date", "melon", "grape", "peach",
          "mango", "lemon", "cherry", "berry", "olive", "nut")
@@ -72,10 +75,20 @@ async def submit(ctx: ToolContext, answer: int) -> ToolOutput:
     return ToolOutput(content="Submitted.", done=True, final_answer=str(answer))
 
 
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
 def lookup_tasks(split: str = "test", n: int = 50, seed: int = 0, items_per_order: int = 2,
-                 max_quantity: int = 3, catalogue_size: int = 6, max_price: int = 20) -> list[Task]:
+                 max_quantity: int = 3, catalogue_size: int = 6, max_price: int = 20,
+                 quantity_words: bool = False) -> list[Task]:
     """Generate ``n`` tasks; the same arguments always give the same tasks, and different
-    splits never share a random stream."""
+    splits never share a random stream.
+
+    ``quantity_words`` writes quantities as words ("two fig"), so that the only numbers in an
+    episode are the prices the tool returns (and the total): easier for a tiny model to copy.
+    """
+    if quantity_words and max_quantity > 10:
+        raise ValueError(f"quantity_words needs max_quantity <= 10, got {max_quantity}")
     if split not in SPLIT_OFFSET:
         raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLIT_OFFSET)}")
     if not 1 <= items_per_order <= catalogue_size <= len(ITEMS):
@@ -89,7 +102,7 @@ def lookup_tasks(split: str = "test", n: int = 50, seed: int = 0, items_per_orde
         chosen = rng.sample(catalogue, items_per_order)
         order = [(item, rng.randint(1, max_quantity)) for item in chosen]
         total = sum(prices[item] * qty for item, qty in order)
-        phrase = " and ".join(f"{qty} {item}" for item, qty in order)
+        phrase = " and ".join(f"{NUMBER_WORDS[qty] if quantity_words else qty} {item}" for item, qty in order)
         tasks.append(Task(
             id=f"lookup-{split}-{seed}-{i}",
             prompt=f"How much do {phrase} cost in total?",
@@ -99,10 +112,73 @@ def lookup_tasks(split: str = "test", n: int = 50, seed: int = 0, items_per_orde
     return tasks
 
 
-def make_lookup_env(max_turns: int = 6, tool_timeout_s: float = 10.0) -> ToolEnv:
-    return ToolEnv([lookup, submit], name="lookup", system_prompt=SYSTEM_PROMPT, max_turns=max_turns,
-                   tool_timeout_s=tool_timeout_s, reward=AnswerMatch())
+def make_lookup_env(max_turns: int = 6, tool_timeout_s: float = 10.0, system_prompt: str | None = None) -> ToolEnv:
+    """The env; ``system_prompt`` replaces the default one (a tiny model trained from scratch
+    does well with a shorter one)."""
+    return ToolEnv([lookup, submit], name="lookup", system_prompt=system_prompt or SYSTEM_PROMPT,
+                   max_turns=max_turns, tool_timeout_s=tool_timeout_s, reward=AnswerMatch())
 
 
 register_env("lookup", make_lookup_env, tasks=lookup_tasks,
              description="Look up item prices with a tool and submit an order's total (multi-turn).")
+
+
+# --- demonstrations ---------------------------------------------------------------------------
+
+_ORDER_LINE = re.compile(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r") ([a-z]+)")
+
+
+def _order_from(messages: list[Message]) -> list[tuple[str, int]]:
+    """The (item, quantity) pairs asked about in the conversation's first user message."""
+    question = next((m.text for m in messages if m.role == "user"), "")
+    return [(item, int(qty) if qty.isdigit() else NUMBER_WORDS.index(qty))
+            for qty, item in _ORDER_LINE.findall(question)]
+
+
+def expert_action(messages: list[Message], tools: list[ToolSchema]) -> Message:
+    """A ScriptedPolicy script that solves ``lookup``: look up each item of the order in turn,
+    then submit the total. It reads only the conversation (the question and the tool results),
+    as a policy would."""
+    order = _order_from(messages)
+    calls = [c for m in messages if m.role == "assistant" for c in m.tool_calls]
+    results = {m.tool_call_id: m.text for m in messages if m.role == "tool"}
+    looked_up: dict[str, str] = {}
+    for c in calls:
+        if c.name == "lookup":
+            looked_up[str(c.arguments.get("item"))] = results.get(c.id, "")
+    for item, _qty in order:
+        if item not in looked_up:
+            return Message.assistant(tool_calls=[ToolCall(name="lookup", arguments={"item": item})])
+    total = 0
+    for item, qty in order:
+        price = looked_up[item].strip()
+        total += qty * (int(price) if price.isdigit() else 0)
+    return Message.assistant(tool_calls=[ToolCall(name="submit", arguments={"answer": total})])
+
+
+def sloppy_expert(guess_rate: float = 0.5, max_price: int = 20) -> Callable[[list[Message], list[ToolSchema]], Message]:
+    """A demonstrator with a bad habit: on a ``guess_rate`` share of the tasks (chosen by a hash
+    of the question, so the same task always gets the same treatment) it submits a guess
+    between 1 and ``max_price`` times the quantities without looking anything up; otherwise
+    it acts like :func:`expert_action`.
+
+    Imitating it gives a policy that often skips the tool; an outcome reward then teaches it
+    that looking the price up pays.
+
+    >>> msgs = [Message.user("How much do 1 fig cost in total?")]
+    >>> [sloppy_expert(g)(msgs, []).tool_calls[0].name for g in (0.0, 1.0)]
+    ['lookup', 'submit']
+    """
+    if not 0.0 <= guess_rate <= 1.0:
+        raise ValueError(f"guess_rate must be in [0, 1], got {guess_rate}")
+
+    def act(messages: list[Message], tools: list[ToolSchema]) -> Message:
+        question = next((m.text for m in messages if m.role == "user"), "")
+        digest = hashlib.blake2b(question.encode(), digest_size=8).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        if rng.random() < guess_rate:
+            total = sum(qty * rng.randint(1, max_price) for _item, qty in _order_from(messages))
+            return Message.assistant(tool_calls=[ToolCall(name="submit", arguments={"answer": total})])
+        return expert_action(messages, tools)
+
+    return act
