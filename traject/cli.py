@@ -90,10 +90,11 @@ def quickstart(
         raise typer.Exit(2) from None
     report = run_quickstart(cfg, log_fn=lambda m: console.print(m, markup=False, highlight=False))
     table = Table(title=f"held-out {cfg.env.name} tasks (n={report.after['n']}, greedy), seed {seed}")
-    for col in ("", "success rate", "mean reward", "used the tool"):
+    for col in ("", "success rate", "mean reward", "tool calls / episode", "answered in text"):
         table.add_column(col)
     for name, r in (("after SFT", report.before), ("after SFT + RL", report.after)):
-        table.add_row(name, f"{r['success_rate']:.2f}", f"{r['mean_reward']:.3f}", f"{r['tool_call_rate']:.2f}")
+        table.add_row(name, f"{r['success_rate']:.3f}", f"{r['mean_reward']:.3f}", f"{r['tool_calls']:.2f}",
+                      f"{r['text_answer_rate']:.2f}")
     console.print(table)
     console.print(f"RL changed held-out success by {100 * report.success_gain:+.1f} points "
                   f"in {time.perf_counter() - t0:.0f}s. Run directory: {report.out_dir} "

@@ -104,6 +104,9 @@ def test_micro_batch_plan_respects_budget():
 
 def test_should_pack():
     assert not should_pack([10, 10, 9])
-    assert should_pack([100, 10, 10, 12])
+    # rows limited to 2 sequences: 3 padded micro-batches (140 tokens) vs 2 packed rows of 50
+    assert should_pack([50, 10, 10, 10, 10, 10], max_seqs=2)
+    # sorted micro-batches already pad little: no packing
+    assert not should_pack([100, 98, 10, 11], max_seqs=2)
     with pytest.raises(ValueError):
         collate([])

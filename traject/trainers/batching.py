@@ -24,6 +24,7 @@ __all__ = [
     "TensorBatch",
     "TrainSequence",
     "collate",
+    "pack_rows",
     "plan_micro_batches",
     "select_trainable",
     "sequences_from_trajectories",
@@ -163,19 +164,26 @@ class TensorBatch:
                            mv(self.seq_ids), list(self.sources), self.packed)
 
 
-def should_pack(lengths: Sequence[int], *, threshold: float = 0.3) -> bool:
-    """Packing pays when padding would waste more than ``threshold`` of a padded batch.
+def should_pack(lengths: Sequence[int], *, max_tokens: int | None = None, max_seqs: int | None = None,
+                threshold: float = 0.25) -> bool:
+    """Whether packing pays: when the length-sorted, padded micro-batches of
+    :func:`plan_micro_batches` would hold more than ``1 / (1 - threshold)`` times the tokens
+    of packed rows as long as the longest sequence.
 
-    Packed rows need a ``[B, 1, L, L]`` attention mask, which loses the fused causal kernel;
-    below the threshold, plain padding is cheaper.
+    Packed rows need a ``[B, 1, L, L]`` attention mask, which dense attention kernels do not
+    exploit (no work is saved inside a row) and which loses the fused causal path; rows are
+    therefore never longer than the longest sequence, and packing is used only when it
+    removes a good share of padding.
     """
     if len(lengths) < 2:
         return False
-    padded = len(lengths) * max(lengths)
-    return (padded - sum(lengths)) / padded > threshold
+    plan = plan_micro_batches(lengths, max_tokens=max_tokens, max_seqs=max_seqs)
+    padded = sum(len(mb) * max(lengths[i] for i in mb) for mb in plan)
+    packed = len(pack_rows(lengths, max(lengths))) * max(lengths)
+    return packed < (1.0 - threshold) * padded
 
 
-def _pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
+def pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
     """First-fit decreasing: indices of sequences per row, no row longer than ``row_len``."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     rows: list[list[int]] = []
@@ -202,7 +210,7 @@ def collate(seqs: Sequence[TrainSequence], *, pad_id: int = 0, pack: bool = Fals
         width = row_len or max(lengths)
         if max(lengths) > width:
             raise ValueError(f"a sequence of {max(lengths)} tokens does not fit rows of {width}")
-        rows = _pack_rows(lengths, width)
+        rows = pack_rows(lengths, width)
         width = max(sum(lengths[i] for i in row) for row in rows)
     else:
         rows = [[i] for i in range(len(seqs))]

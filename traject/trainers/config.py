@@ -103,6 +103,8 @@ class AlgorithmConfig(_Section):
     loss_norm_length: int | None = Field(None, gt=0, description="For seq-mean-token-sum-norm.")
     kl_coef: float = Field(0.0, ge=0.0)
     kl_kind: KLKind = "k3"
+    track_ref_kl: bool = Field(False, description="Measure the KL to the reference (the policy RL started from) "
+                               "as a metric even when kl_coef is 0 (costs a no-grad forward per step).")
     entropy_coef: float = 0.0
     tis_cap: float | None = Field(None, gt=0.0, description="Truncated importance sampling against the sampler's logprobs.")
     old_logprobs: Literal["auto", "recompute", "sampler"] = Field(

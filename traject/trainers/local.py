@@ -76,20 +76,32 @@ class EvalResult:
     n: int
     success_rate: float
     mean_reward: float
-    tool_call_rate: float      # share of episodes that called a tool other than the final submit
+    tool_calls: float          # tool calls per episode
+    text_answer_rate: float    # share of episodes that ended on a text reply instead of a tool
     mean_turns: float
     infra_errors: int
     trajectories: list[Trajectory] = field(default_factory=list, repr=False)
 
+    @classmethod
+    def of(cls, label: str, trajs: Sequence[Trajectory]) -> EvalResult:
+        ok = [t for t in trajs if t.status is not Status.INFRA_ERROR]
+        return cls(label=label, n=len(trajs), success_rate=_mean([float(t.success) for t in ok]),
+                   mean_reward=_mean([t.reward.total if t.reward is not None else 0.0 for t in ok]),
+                   tool_calls=_mean([float(t.usage.tool_calls) for t in ok]),
+                   text_answer_rate=_mean([float(bool(t.steps) and not t.steps[-1].action.tool_calls) for t in ok]),
+                   mean_turns=_mean([float(t.num_turns) for t in ok]), infra_errors=len(trajs) - len(ok),
+                   trajectories=list(trajs))
+
     def as_metrics(self) -> dict[str, float]:
         p = f"eval/{self.label}/"
         return {p + "success": self.success_rate, p + "reward": self.mean_reward, p + "n": self.n,
-                p + "tool_call_rate": self.tool_call_rate, p + "turns": self.mean_turns,
-                p + "infra_errors": self.infra_errors}
+                p + "tool_calls": self.tool_calls, p + "text_answer_rate": self.text_answer_rate,
+                p + "turns": self.mean_turns, p + "infra_errors": self.infra_errors}
 
     def summary(self) -> dict[str, Any]:
         return {"label": self.label, "n": self.n, "success_rate": self.success_rate, "mean_reward": self.mean_reward,
-                "tool_call_rate": self.tool_call_rate, "mean_turns": self.mean_turns, "infra_errors": self.infra_errors}
+                "tool_calls": self.tool_calls, "text_answer_rate": self.text_answer_rate,
+                "mean_turns": self.mean_turns, "infra_errors": self.infra_errors}
 
 
 @dataclass
@@ -227,7 +239,8 @@ class LocalTrainer:
 
     def _make_updater(self) -> PolicyUpdater:
         assert self.model is not None
-        if self.config.algorithm.kl_coef > 0 and self.ref_model is None:
+        algo = self.config.algorithm
+        if (algo.kl_coef > 0 or algo.track_ref_kl) and self.ref_model is None:
             # The reference is the policy as RL starts (after any SFT).
             self.ref_model = copy.deepcopy(self.model).eval()
             for p in self.ref_model.parameters():
@@ -294,13 +307,7 @@ class LocalTrainer:
         t0 = time.perf_counter()
         trajs = await self.rollout(tasks, group_size=self.config.eval.samples,
                                    seed=self.config.trainer.seed * 7_919 + 1, policy=self.eval_policy)
-        ok = [t for t in trajs if t.status is not Status.INFRA_ERROR]
-        rewards = [t.reward.total if t.reward is not None else 0.0 for t in ok]
-        used_tool = [any(c.name != "submit" for s in t.steps for c in s.action.tool_calls) for t in ok]
-        result = EvalResult(label=label, n=len(trajs), success_rate=_mean([float(t.success) for t in ok]),
-                            mean_reward=_mean(rewards), tool_call_rate=_mean([float(u) for u in used_tool]),
-                            mean_turns=_mean([float(t.num_turns) for t in ok]),
-                            infra_errors=len(trajs) - len(ok), trajectories=trajs)
+        result = EvalResult.of(label, trajs)
         for t in trajs:
             t.info["phase"] = f"eval:{label}"
             t.info["step"] = self.step
@@ -308,7 +315,8 @@ class LocalTrainer:
         self.state["evals"][label] = result.summary()
         self.metrics.log(self.step, {**result.as_metrics(), "time/eval_s": time.perf_counter() - t0})
         self.log(f"eval {label}: success {result.success_rate:.3f}, mean reward {result.mean_reward:.3f}, "
-                 f"tool use {result.tool_call_rate:.2f} over {result.n} episodes ({time.perf_counter() - t0:.1f}s)")
+                 f"{result.tool_calls:.2f} tool calls per episode, {result.text_answer_rate:.2f} answered in text, "
+                 f"{result.n} episodes ({time.perf_counter() - t0:.1f}s)")
         return result
 
     async def warm_start(self) -> dict[str, float]:
@@ -440,9 +448,10 @@ class LocalTrainer:
         updater = self._make_updater()
         while self.step < cfg.trainer.steps:
             m = await self.train_step(updater)
-            self.log(f"step {self.step}/{cfg.trainer.steps}: reward {m['reward/mean']:.3f} success {m['success']:.2f} "
-                     f"kl {m.get('update/ppo_kl', 0.0):+.4f} entropy {m.get('update/entropy', float('nan')):.3f} "
-                     f"({m['time/rollout_s']:.1f}s rollout, {m['time/update_s']:.1f}s update)")
+            kl = f" kl(ref) {m['update/kl']:.4f}" if "update/kl" in m else ""
+            ent = f" entropy {m['update/entropy']:.3f}" if "update/entropy" in m else ""
+            self.log(f"step {self.step}/{cfg.trainer.steps}: reward {m['reward/mean']:.3f} success {m['success']:.2f}"
+                     f"{kl}{ent} ({m['time/rollout_s']:.1f}s rollout, {m['time/update_s']:.1f}s update)")
             every = cfg.trainer.checkpoint_every
             if every and self.step % every == 0 and self.step < cfg.trainer.steps:
                 self.save()

@@ -34,14 +34,16 @@ class MicroBatcher:
 
     def __call__(self, seqs: Sequence[TrainSequence]) -> list[TensorBatch]:
         lengths = [len(s) for s in seqs]
+        plan = plan_micro_batches(lengths, max_tokens=self.micro_batch_tokens, max_seqs=self.micro_batch_seqs)
         out = []
-        if self.packing == "on" or (self.packing == "auto" and should_pack(lengths)):
-            row_len = max(max(lengths), min(self.micro_batch_tokens, 4 * max(lengths)))
-            # Pack within a token budget: each micro-batch holds about micro_batch_tokens real tokens.
-            for idx in _chunks_by_tokens(lengths, self.micro_batch_tokens):
-                out.append(collate([seqs[i] for i in idx], pad_id=self.pad_id, pack=True, row_len=row_len))
+        if self.packing == "on" or (self.packing == "auto" and should_pack(
+                lengths, max_tokens=self.micro_batch_tokens, max_seqs=self.micro_batch_seqs)):
+            # Rows as long as the longest sequence (see should_pack), filled with several short ones.
+            width = max(lengths)
+            for idx in _chunks_by_tokens(lengths, max(self.micro_batch_tokens, width)):
+                out.append(collate([seqs[i] for i in idx], pad_id=self.pad_id, pack=True, row_len=width))
         else:
-            for idx in plan_micro_batches(lengths, max_tokens=self.micro_batch_tokens, max_seqs=self.micro_batch_seqs):
+            for idx in plan:
                 out.append(collate([seqs[i] for i in idx], pad_id=self.pad_id))
         return [b.to(self.device) for b in out]
 
@@ -153,7 +155,7 @@ class PolicyUpdater:
         self.model.train()
         old: dict[int, torch.Tensor] = {}
         ref: dict[int, torch.Tensor] = {}
-        need_ref = self.ref_model is not None and self.algo.kl_coef > 0
+        need_ref = self.ref_model is not None and (self.algo.kl_coef > 0 or self.algo.track_ref_kl)
         if not self._reuses_current_logprobs and self.algo.old_logprobs != "sampler" or need_ref:
             with torch.no_grad():
                 for micro, _, _ in minis:

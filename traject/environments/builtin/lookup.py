@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict
 
 from traject.environments.registry import register_env
+from traject.episode import current_episode
 from traject.environments.tool_env import ToolEnv
 from traject.rewards.answer_match import AnswerMatch
 from traject.tools.base import ToolOutput
@@ -113,9 +114,9 @@ def lookup_tasks(split: str = "test", n: int = 50, seed: int = 0, items_per_orde
 
 
 def make_lookup_env(max_turns: int = 6, tool_timeout_s: float = 10.0, system_prompt: str | None = None) -> ToolEnv:
-    """The env; ``system_prompt`` replaces the default one (a tiny model trained from scratch
-    does well with a shorter one)."""
-    return ToolEnv([lookup, submit], name="lookup", system_prompt=system_prompt or SYSTEM_PROMPT,
+    """The env; ``system_prompt`` replaces the default one ("" for none: a tiny model trained
+    from scratch learns faster from shorter prompts)."""
+    return ToolEnv([lookup, submit], name="lookup", system_prompt=SYSTEM_PROMPT if system_prompt is None else system_prompt,
                    max_turns=max_turns, tool_timeout_s=tool_timeout_s, reward=AnswerMatch())
 
 
@@ -156,29 +157,44 @@ def expert_action(messages: list[Message], tools: list[ToolSchema]) -> Message:
     return Message.assistant(tool_calls=[ToolCall(name="submit", arguments={"answer": total})])
 
 
-def sloppy_expert(guess_rate: float = 0.5, max_price: int = 20) -> Callable[[list[Message], list[ToolSchema]], Message]:
-    """A demonstrator with a bad habit: on a ``guess_rate`` share of the tasks (chosen by a hash
-    of the question, so the same task always gets the same treatment) it submits a guess
-    between 1 and ``max_price`` times the quantities without looking anything up; otherwise
-    it acts like :func:`expert_action`.
+def sloppy_expert(guess_rate: float = 0.0, prose_rate: float = 0.0, max_price: int = 20,
+                  guess: int | None = None) -> Callable[[list[Message], list[ToolSchema]], Message]:
+    """A demonstrator with bad habits, each in a share of its episodes:
 
-    Imitating it gives a policy that often skips the tool; an outcome reward then teaches it
-    that looking the price up pays.
+    * ``guess_rate``: it submits a guess without looking anything up (``guess`` per unit when
+      given, a habitual "about ten"; else each price drawn from 1..``max_price``);
+    * ``prose_rate``: it looks the prices up like :func:`expert_action`, then states the total
+      in a sentence ("The total is 7.") instead of calling ``submit``. The env then ends the
+      episode with that sentence as the answer, which is not the number asked for: reward 0.
+
+    Otherwise it acts like :func:`expert_action`. Which episodes get a habit is drawn from the
+    episode's seed (``current_episode()``, set by the Rollouts engine), not from the question,
+    so the same question is answered one way or the other, as by a human demonstrator.
+    Imitating it gives a policy with the same habits; an outcome reward then teaches it to
+    look prices up and to submit the answer through the tool.
 
     >>> msgs = [Message.user("How much do 1 fig cost in total?")]
-    >>> [sloppy_expert(g)(msgs, []).tool_calls[0].name for g in (0.0, 1.0)]
+    >>> [sloppy_expert(guess_rate=g)(msgs, []).tool_calls[0].name for g in (0.0, 1.0)]
     ['lookup', 'submit']
     """
-    if not 0.0 <= guess_rate <= 1.0:
-        raise ValueError(f"guess_rate must be in [0, 1], got {guess_rate}")
+    for name, rate in (("guess_rate", guess_rate), ("prose_rate", prose_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {rate}")
 
     def act(messages: list[Message], tools: list[ToolSchema]) -> Message:
+        episode = current_episode()
         question = next((m.text for m in messages if m.role == "user"), "")
-        digest = hashlib.blake2b(question.encode(), digest_size=8).digest()
-        rng = random.Random(int.from_bytes(digest, "big"))
-        if rng.random() < guess_rate:
-            total = sum(qty * rng.randint(1, max_price) for _item, qty in _order_from(messages))
+        key = f"{episode.seed}" if episode is not None else question
+        rng = random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big"))
+        guesses, prose = rng.random() < guess_rate, rng.random() < prose_rate
+        first_turn = not any(m.role == "assistant" for m in messages)
+        if guesses and first_turn:
+            total = sum(qty * (guess if guess is not None else rng.randint(1, max_price))
+                        for _item, qty in _order_from(messages))
             return Message.assistant(tool_calls=[ToolCall(name="submit", arguments={"answer": total})])
-        return expert_action(messages, tools)
+        action = expert_action(messages, tools)
+        if prose and action.tool_calls and action.tool_calls[0].name == "submit":
+            return Message.assistant(f"The total is {action.tool_calls[0].arguments['answer']}.")
+        return action
 
     return act
