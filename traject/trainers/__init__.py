@@ -1,1 +1,1 @@
-"""Trainers: advantage estimators, losses, the built-in learner and the veRL backend."""
+"""Trainers: advantages, losses, batching, the built-in learner, SFT, and the veRL backend."""
