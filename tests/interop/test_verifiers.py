@@ -256,3 +256,24 @@ def test_trains_with_the_local_learner(tmp_path) -> None:
     assert all(not r["reward"]["failed"] and set(r["reward"]["components"]) == {"digit_share"} for r in rows)
     assert all(r["token_views"] for r in rows)
 
+
+
+@pytest.mark.anyio
+async def test_export_a_traject_env_as_a_verifiers_taskset() -> None:
+    import verifiers.v1 as vf
+    from verifiers.v1.utils import loaders
+
+    from traject.interop.verifiers_env import new_trace
+
+    config = loaders.taskset_config_type("traject-verifiers").model_validate(
+        {"id": "traject-verifiers", "env": "lookup", "tasks": {"n": 2, "seed": 5}})
+    taskset = vf.load_taskset(config)
+    vf_tasks = list(taskset)
+    originals = traject.load_tasks("lookup", n=2, seed=5)
+    assert [t.data.id for t in vf_tasks] == [t.id for t in originals]
+    task, original = vf_tasks[0], originals[0]
+    total = sum(original.data["prices"][item] * qty for item, qty in original.data["order"])
+    for reply, expected in ((str(total), 1.0), (str(total + 1), 0.0)):
+        trace = new_trace(task, [*original.initial_messages(), Message.assistant(reply)])
+        await task.score(trace)
+        assert trace.rewards["traject_reward"].score == expected
