@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from openenv.core.env_server import create_fastapi_app
@@ -205,3 +206,48 @@ def test_bad_openenv_name() -> None:
     with pytest.raises(ValueError, match="expected a server URL"):
         traject.make("openenv:localhost")
 
+
+
+async def test_the_serve_env_command_serves_over_openenv(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "traject.cli", "serve-env", "lookup", "--port", str(port),
+                             "-n", "2", "--split", "test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        async with httpx.AsyncClient(base_url=url) as http:
+            while True:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve-env did not start"
+                await anyio.sleep(0.2)
+        async with GenericEnvClient(base_url=url) as client:
+            first = await client.reset(seed=0)
+            assert first.observation["task_id"] == load_tasks("lookup", n=2, split="test")[0].id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_env_with_a_bad_env_or_task_file_exits_2(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from traject.cli import app
+
+    result = CliRunner().invoke(app, ["serve-env", "no_such_env"])
+    assert result.exit_code == 2 and "no env named 'no_such_env'" in result.output
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text("{not json\n")
+    result = CliRunner().invoke(app, ["serve-env", "lookup", "--tasks", str(bad)])
+    assert result.exit_code == 2 and "tasks.jsonl:1" in result.output
