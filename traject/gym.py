@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 try:
-    from traject.interop.gym_env import TrajectGymEnv, UnicodeText, make
+    from traject.interop.gym_env import TrajectGymEnv, UnicodeText, UnsupportedObservation, make
 except ImportError as exc:  # pragma: no cover - the interop extra is installed in CI
     raise ImportError("traject.gym needs gymnasium: pip install 'traject[interop]'") from exc
 
-__all__ = ["TrajectGymEnv", "UnicodeText", "make"]
+__all__ = ["TrajectGymEnv", "UnicodeText", "UnsupportedObservation", "make"]

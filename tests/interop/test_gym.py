@@ -10,6 +10,16 @@ from gymnasium.utils.env_checker import check_env
 
 import traject.gym
 from traject.environments.registry import load_tasks
+from traject.environments.tool_env import ToolEnv
+from traject.interop.gym_env import TrajectGymEnv, UnsupportedObservation
+from traject.tools.decorator import tool
+from traject.types import ImagePart, Task
+
+
+@tool
+async def screenshot() -> ImagePart:
+    """Take a screenshot."""
+    return ImagePart(data="iVBORw0KGgo=")
 
 
 def _total(task) -> int:
@@ -66,5 +76,15 @@ def test_configured_format_and_a_failed_reward_is_nan() -> None:
         obs, _ = env.reset(seed=0)
         _, reward, terminated, _, info = env.step("[submit(answer=3)]")
         assert terminated and math.isnan(reward) and info["reward_failed"]
+    finally:
+        env.close()
+
+
+def test_an_image_observation_is_refused_by_name() -> None:
+    env = TrajectGymEnv(ToolEnv([screenshot], name="pictures"), [Task(id="p", prompt="Look.")])
+    try:
+        env.reset(seed=0)
+        with pytest.raises(UnsupportedObservation, match=r"tool message holds 1 image\(s\).*text only"):
+            env.step(_call("screenshot"))
     finally:
         env.close()

@@ -45,7 +45,15 @@ class UnicodeText(spaces.Text):
         return f"UnicodeText({self.min_length}, {self.max_length})"
 
 
+class UnsupportedObservation(ValueError):
+    """The env answered with something a text observation cannot carry (an image)."""
+
+
 def render_message(message: Message, fmt: Any) -> str:
+    if message.images:
+        raise UnsupportedObservation(
+            f"a {message.role} message holds {len(message.images)} image(s): traject.gym's observations are "
+            "text only, so envs that show images (gui, miniwob) are not supported")
     if message.role == "tool":
         return fmt.render_result(message.name or "", message.text)
     return f"[{message.role}]\n{message.text}"

@@ -185,6 +185,8 @@ class OpenEnvEnv(Env):
         info: dict[str, Any] = {"openenv": {"reward": result.reward}}
         if obs.get("reward_failed"):
             info["openenv"]["reward_failed"] = True
+        if isinstance(obs.get("reward_info"), dict) and obs["reward_info"].get("success") is not None:
+            info["openenv"]["success"] = bool(obs["reward_info"]["success"])
         tool_results: list[ToolResult] = []
         if self._mode == "traject":
             observations = [Message.model_validate(m) for m in obs.get("messages", [])]
@@ -228,7 +230,8 @@ class OpenEnvEnv(Env):
 
 
 class OpenEnvReward(Reward):
-    """The sum of the rewards the OpenEnv server gave; failed when the server said its reward failed."""
+    """The sum of the rewards the OpenEnv server gave; failed when the server said its reward
+    failed. Success: what a traject server said, else (OpenEnv has no notion of it) reward > 0."""
 
     name = "openenv"
 
@@ -238,8 +241,9 @@ class OpenEnvReward(Reward):
             return RewardResult(failed=True, per_step=per_step,
                                 error="the OpenEnv server could not compute the episode's reward")
         total = sum(per_step)
-        return RewardResult(total=total, per_step=per_step, components={self.name: total},
-                            success=total > 0 if traj.steps else None)
+        said = [s.info["openenv"]["success"] for s in traj.steps if "success" in (s.info.get("openenv") or {})]
+        success = said[-1] if said else (total > 0 if traj.steps else None)
+        return RewardResult(total=total, per_step=per_step, components={self.name: total}, success=success)
 
 
 def openenv_tasks(*, n: int = 10, seed: int = 0, split: str | None = None, **_: Any) -> list[Task]:
