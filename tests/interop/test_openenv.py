@@ -9,7 +9,10 @@ import anyio
 import httpx
 import pytest
 from openenv.core.env_server import create_fastapi_app
+from fastmcp import FastMCP
 from openenv.core.env_server.interfaces import Environment
+from openenv.core.env_server.mcp_environment import MCPEnvironment
+from openenv.core.env_server.mcp_types import CallToolAction, CallToolObservation
 from openenv.core.env_server.types import Action, Observation, State
 from openenv.core.generic_client import GenericEnvClient
 from pydantic import Field
@@ -189,6 +192,66 @@ async def test_a_non_text_action_space_is_refused_by_name_or_offered_as_a_tool()
     assert [t.name for t in env.tools] == ["act"]
     assert traj.steps[0].tool_results[0].is_error  # dy=5 fails the server's schema: the model reads why
     assert traj.reward.total == 1.0 and traj.status is Status.COMPLETED
+
+
+class CounterEnvironment(MCPEnvironment):
+    """An OpenEnv MCP environment: tools over MCP; reaching exactly 3 ends it with reward 1."""
+
+    SUPPORTS_CONCURRENT_SESSIONS = True
+
+    def __init__(self) -> None:
+        mcp = FastMCP("counter")
+        self.count = 0
+
+        @mcp.tool()
+        def increment(n: int) -> str:
+            """Add n to the counter and return the new count."""
+            self.count += n
+            return str(self.count)
+
+        super().__init__(mcp)
+
+    def reset(self, seed: int | None = None, episode_id: str | None = None, **kw: Any) -> Observation:
+        self.count = 0
+        return Observation()
+
+    async def _async_handle_call_tool(self, action: CallToolAction, timeout_s: float | None = None):
+        obs = await super()._async_handle_call_tool(action, timeout_s=timeout_s)
+        if self.count == 3:
+            obs.done, obs.reward = True, 1.0
+        return obs
+
+    def _step_impl(self, action: Action, timeout_s: float | None = None, **kw: Any) -> Observation:
+        raise ValueError("tools only")
+
+    @property
+    def state(self) -> State:
+        return State()
+
+
+async def test_an_openenv_mcp_environment_offers_its_tools() -> None:
+    app = create_fastapi_app(CounterEnvironment, CallToolAction, CallToolObservation, max_concurrent_envs=2)
+    with serve_app(app) as url:
+        env = traject.make(f"openenv:{url}")
+        task = traject.types.Task(id="c", prompt="Make the counter exactly 3.", data={"reset": {}})
+        policy = ScriptedPolicy([
+            Message.assistant(tool_calls=[ToolCall(name="increment", arguments={"n": "two"}),
+                                          ToolCall(name="decrement", arguments={"n": 1})]),
+            Message.assistant(tool_calls=[ToolCall(name="increment", arguments={"n": 2})]),
+            Message.assistant(tool_calls=[ToolCall(name="increment", arguments={"n": 1})]),
+        ])
+        traj = await AgentLoop(policy).run(env, task)
+        assert [t.name for t in env.tools] == ["increment"]
+        assert env.tools[0].parameters["required"] == ["n"]
+        first = traj.steps[0].tool_results
+        assert first[0].is_error and "valid integer" in first[0].content
+        assert first[1].error_kind == "unknown_tool"
+        assert [r.content for s in traj.steps[1:] for r in s.tool_results] == ["2", "3"]
+        assert traj.status is Status.COMPLETED and traj.reward.total == 1.0
+        # A reply without tool calls ends the episode; its text is the final answer.
+        traj = await AgentLoop(ScriptedPolicy([Message.assistant("I give up.")])).run(traject.make(f"openenv:{url}"),
+                                                                                      task)
+        assert traj.final_answer == "I give up." and traj.reward.total == 0.0
 
 
 class BlobAction(Action):

@@ -7,6 +7,9 @@ schema (``GET /schema``) decides how an assistant message becomes an OpenEnv act
   message as it is, and the server's tools and messages as they are;
 * ``text``: an action with one string field (``message``, ``code``, ``command`` ...) gets the
   assistant's text; the observation comes back as a user message;
+* ``mcp``: an OpenEnv MCP environment (its action is ``CallToolAction``): the server's tools
+  (``list_tools`` at reset) are the episode's tools, each tool call is a ``call_tool`` step,
+  and a reply without tool calls ends the episode with that reply as the final answer;
 * ``tool`` (opt-in, ``action_mode="tool"``): the action schema becomes one tool, ``act``,
   whose arguments are the action; the observation is that call's result.
 
@@ -27,7 +30,7 @@ from traject.environments.registry import EnvEntry
 from traject.rewards.base import Reward
 from traject.types import InfraError, Message, RewardResult, Task, ToolCall, ToolResult, ToolSchema, Trajectory
 
-ActionMode = Literal["auto", "traject", "text", "tool"]
+ActionMode = Literal["auto", "traject", "mcp", "text", "tool"]
 _RESERVED = {"metadata"}
 _OBS_RESERVED = {"done", "reward", "metadata"}
 _JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
@@ -61,9 +64,13 @@ def choose_mode(url: str, schema: dict[str, Any], mode: ActionMode) -> tuple[str
     fields = _fields(schema)
     if mode in ("auto", "traject") and {"content", "tool_calls"} <= set(fields):
         return "traject", None
-    if mode == "traject":
+    if mode in ("auto", "mcp") and {"tool_name", "arguments"} <= set(fields) \
+            and (fields.get("type") or {}).get("const") == "call_tool":
+        return "mcp", None
+    if mode in ("traject", "mcp"):
         raise UnsupportedActionSpace(f"OpenEnv env at {url}: action fields ({_describe(fields)}) are not a "
-                                     "traject server's (content, tool_calls)")
+                                     + ("traject server's (content, tool_calls)" if mode == "traject"
+                                        else "CallToolAction's (type, tool_name, arguments)"))
     if mode in ("auto", "text"):
         strings = [k for k, v in fields.items() if _type_of(v) == "string"]
         required = set(schema.get("required") or [])
@@ -84,6 +91,19 @@ def choose_mode(url: str, schema: dict[str, Any], mode: ActionMode) -> tuple[str
             f"OpenEnv env at {url}: action fields without a JSON type ({_describe(untyped)}) cannot be "
             "written by a language model; traject supports text and JSON-typed actions only")
     return "tool", None
+
+
+def _call_tool_text(obs: dict[str, Any]) -> tuple[str, bool, str]:
+    """A CallToolObservation as (text, is_error, error kind)."""
+    error = obs.get("error")
+    if error:
+        kind = "unknown_tool" if error.get("error_type") == "tool_not_found" else "raised"
+        return f"Error: {error.get('message', error)}", True, kind
+    result = obs.get("result")
+    if isinstance(result, dict) and isinstance(result.get("content"), list):
+        texts = [c.get("text", f"[{c.get('type')} content]") for c in result["content"] if isinstance(c, dict)]
+        return "\n".join(texts), bool(result.get("is_error")), "raised"
+    return json.dumps(result, ensure_ascii=False, default=str), False, "raised"
 
 
 def _observation_text(obs: dict[str, Any]) -> str:
@@ -146,6 +166,16 @@ class OpenEnvEnv(Env):
             self._tools = [ToolSchema(name=t["function"]["name"], description=t["function"].get("description", ""),
                                       parameters=t["function"].get("parameters") or {}) for t in obs.get("tools", [])]
             messages += [Message.model_validate(m) for m in obs.get("messages", [])]
+        elif self._mode == "mcp":
+            listed = await self._send({"type": "list_tools"}, "list_tools")
+            self._tools = [ToolSchema(name=t["name"], description=t.get("description") or "",
+                                      parameters=t.get("input_schema") or {"type": "object", "properties": {}})
+                           for t in listed.observation.get("tools", [])]
+            text = _observation_text(obs) if obs else ""
+            if text and text != "{}":
+                messages.append(Message.user(text))
+            elif not any(m.role == "user" for m in messages):
+                messages.append(Message.user("Use the tools to complete the task."))
         else:
             if self._mode == "tool":
                 params = {"type": "object", "properties": _fields(schema),
@@ -162,6 +192,8 @@ class OpenEnvEnv(Env):
             raise RuntimeError("step() before reset()")
         self._turns += 1
         calls: list[ToolCall] = []
+        if self._mode == "mcp":
+            return await self._mcp_step(action)
         if self._mode == "traject":
             payload: dict[str, Any] = {"content": action.text,
                                        "tool_calls": [c.model_dump(mode="json") for c in action.tool_calls]}
@@ -208,6 +240,37 @@ class OpenEnvEnv(Env):
             truncated = True
         return StepResult(observations=observations, reward=reward, terminated=terminated, truncated=truncated,
                           final_answer=final_answer, tool_results=tool_results, info=info)
+
+    async def _send(self, payload: dict[str, Any], what: str) -> Any:
+        try:
+            return await self._client.step(payload)
+        except (ConnectionError, OSError, TimeoutError, RuntimeError) as exc:
+            raise InfraError(f"OpenEnv {what} at {self.url} failed: {exc}") from exc
+
+    async def _mcp_step(self, action: Message) -> StepResult:
+        if not action.tool_calls:
+            return StepResult(terminated=True, final_answer=action.text)
+        observations: list[Message] = []
+        results: list[ToolResult] = []
+        reward, done = 0.0, False
+        for call in action.tool_calls:
+            if call.error is not None:
+                text, is_error, kind = f"Error: your tool call could not be parsed: {call.error}", True, "format"
+            elif done:
+                text, is_error, kind = "Error: the episode ended before this call; it was not run.", True, "raised"
+            else:
+                result = await self._send({"type": "call_tool", "tool_name": call.name,
+                                           "arguments": dict(call.arguments)}, f"call_tool {call.name!r}")
+                reward += float(result.reward or 0.0)
+                done = done or bool(result.done)
+                text, is_error, kind = _call_tool_text(result.observation)
+            results.append(ToolResult(call_id=call.id, name=call.name, content=text, is_error=is_error,
+                                      error_kind=kind if is_error else None))  # type: ignore[arg-type]
+            observations.append(Message.tool(text, tool_call_id=call.id, name=call.name))
+        return StepResult(observations=observations, tool_results=results, reward=reward, terminated=done,
+                          truncated=not done and self._turns >= self.spec.max_turns,
+                          format_errors=sum(1 for c in action.tool_calls if c.error is not None),
+                          info={"openenv": {"reward": reward}})
 
     def _nudge(self, action: Message) -> StepResult:
         observations = [Message.tool("Error: call the `act` tool to act in the environment.",
