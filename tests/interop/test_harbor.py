@@ -73,6 +73,11 @@ def dataset(tmp_path_factory) -> Path:
                dockerfile="FROM python:3.12-slim AS base\nWORKDIR /app\n", test_sh=TEST_SH_JSON)
     write_task(root, "silent", instruction="Do nothing.", dockerfile="FROM debian:bookworm\nWORKDIR /work\n",
                test_sh="#!/bin/bash\necho 'forgot the reward file'\n")
+    prebuilt = write_task(root, "prebuilt", instruction="Say hi in /home/hi.txt.", dockerfile="",
+                          test_sh="#!/bin/bash\ngrep -q hi hi.txt && echo 1 > /logs/verifier/reward.txt "
+                                  "|| echo 0 > /logs/verifier/reward.txt\n",
+                          toml='[environment]\ndocker_image = "traject/base:latest"\nworkdir = "/home"')
+    (prebuilt / "environment" / "Dockerfile").unlink()
     return root
 
 
@@ -91,7 +96,7 @@ SUBMIT = Message.assistant(tool_calls=[ToolCall(name="submit", arguments={})])
 
 def test_loads_a_harbor_dataset(dataset: Path) -> None:
     tasks = traject.load_tasks(f"harbor:{dataset}")
-    assert [t.id for t in tasks] == ["test/count-words", "test/greeting", "test/silent"]
+    assert [t.id for t in tasks] == ["test/count-words", "test/greeting", "test/prebuilt", "test/silent"]
     first = tasks[0]
     assert first.prompt.startswith("Write the number of words")
     assert first.data["harbor"]["verifier_env"] == {"EXPECTED": "5"}
@@ -152,7 +157,17 @@ async def test_file_editor_and_named_rewards_from_reward_json(dataset: Path, doc
 @pytest.mark.docker
 @pytest.mark.anyio
 async def test_tests_that_write_no_reward_give_a_failed_reward(dataset: Path, docker_image: str) -> None:  # noqa: F811
-    task = traject.load_tasks(f"harbor:{dataset}")[2]
+    task = traject.load_tasks(f"harbor:{dataset}")[3]
     traj = await AgentLoop(ScriptedPolicy([SUBMIT])).run(env(docker_image)(dataset), task)
     assert traj.reward.failed and "wrote no /logs/verifier/reward.txt" in traj.reward.error
     assert "forgot the reward file" in traj.reward.error
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_a_prebuilt_docker_image_and_workdir_from_task_toml(dataset: Path, docker_image: str) -> None:  # noqa: F811
+    task = traject.load_tasks(f"harbor:{dataset}")[2]
+    assert task.data["harbor"]["docker_image"] == "traject/base:latest"
+    traj = await AgentLoop(ScriptedPolicy([bash("pwd; echo hi > hi.txt"), SUBMIT])).run(env(docker_image)(dataset), task)
+    assert traj.messages[3].text.startswith("/home")
+    assert traj.reward.total == 1.0
