@@ -217,7 +217,7 @@ async def test_a_rubric_that_raises_is_a_failed_reward_not_zero() -> None:
 def test_unsupported_verifiers_envs_are_named() -> None:
     with pytest.raises(ValueError, match=r"UserSimEnv has 2 agent seats \(assistant, user\).*not supported"):
         traject.make("verifiers:vf_chat", env_id="user_sim")
-    with pytest.raises(ModuleNotFoundError, match="taskset 'vf_nosuch' not found"):
+    with pytest.raises(ValueError, match="verifiers:vf_nosuch: taskset 'vf_nosuch' not found"):
         traject.make("verifiers:vf_nosuch")
 
 

@@ -90,7 +90,10 @@ def _load(module: str, taskset_json: str, env_id: str) -> Source:
     from verifiers.v1.utils import loaders
 
     taskset_options = json.loads(taskset_json)
-    config_cls = loaders.taskset_config_type(module)
+    try:
+        config_cls = loaders.taskset_config_type(module)
+    except (ModuleNotFoundError, AttributeError, TypeError) as exc:
+        raise ValueError(f"verifiers:{module}: {exc}") from None
     try:
         taskset_config = config_cls.model_validate({**taskset_options, "id": module})
     except ValueError as exc:
