@@ -141,6 +141,37 @@ MODULES = {
 
         __all__ = ["DigitTaskset"]
     ''',
+    "vf_stop": '''
+        from collections.abc import Iterator
+        import verifiers.v1 as vf
+
+        class Echo(vf.Toolset):
+            TOOL_PREFIX = None
+
+            @vf.tool
+            async def echo(self, text: str) -> str:
+                """Echo the text."""
+                return text
+
+        class StopTask(vf.Task[vf.TaskData, vf.State, vf.TaskConfig]):
+            @classmethod
+            def toolsets(cls, config):
+                return [Echo(vf.ToolsetConfig())]
+
+            @vf.stop
+            async def two_tool_results(self, trace: vf.Trace) -> bool:
+                return len(trace.tool_messages) >= 2
+
+            @vf.reward
+            async def tools_used(self, trace) -> float:
+                return float(len(trace.tool_messages))
+
+        class StopTaskset(vf.Taskset[StopTask, vf.TasksetConfig]):
+            def load(self) -> Iterator[StopTask]:
+                yield StopTask(vf.TaskData(id="s0", prompt="Echo things."), self.config.task)
+
+        __all__ = ["StopTaskset"]
+    ''',
     "vf_chat": '''
         from collections.abc import Iterator
         import verifiers.v1 as vf
@@ -203,6 +234,17 @@ async def test_a_multi_turn_env_drives_the_episode() -> None:
     # The env gives up after 4 wrong guesses: the episode ends there, unsolved.
     traj = await AgentLoop(ScriptedPolicy(lambda m, t: Message.assistant("0"))).run(env, tasks[1])
     assert traj.num_turns == 5 and traj.reward.components["solved"] == 0.0
+
+
+@pytest.mark.anyio
+async def test_a_trace_stop_hook_ends_the_episode() -> None:
+    env = traject.make("verifiers:vf_stop")
+    task = traject.load_tasks("verifiers:vf_stop")[0]
+    echo = Message.assistant(tool_calls=[ToolCall(name="echo", arguments={"text": "a"})])
+    traj = await AgentLoop(ScriptedPolicy([echo, echo, echo, Message.assistant("done")])).run(env, task)
+    assert traj.num_turns == 2 and traj.status is Status.COMPLETED
+    assert traj.steps[-1].info["verifiers"]["stop"] == "two_tool_results"
+    assert traj.reward.components == {"tools_used": 2.0}
 
 
 @pytest.mark.anyio

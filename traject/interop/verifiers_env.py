@@ -16,7 +16,8 @@ The mapping:
   it makes is answered by traject's policy: tool calls run as in any ToolEnv; a reply without
   tool calls ends the segment and goes to ``run()``, whose next user message is the next
   observation. When ``run()`` returns, the episode is over. ``SingleAgentEnv`` (a plain
-  taskset) is one segment: the first reply without tool calls ends the episode;
+  taskset) is one segment: the first reply without tool calls ends the episode. The task's
+  ``@vf.stop`` hooks on the Trace are checked after each step (a true one ends the episode);
 * reward: the task's ``@vf.reward`` functions (weighted), plus rewards ``run()`` recorded,
   computed by verifiers' own ``Task.score`` on a ``Trace`` built from the trajectory. A rubric
   that raises gives a ``failed`` RewardResult, never 0.
@@ -235,6 +236,19 @@ def _register_tools(servers: list[Any], vf_task: Any) -> tuple[Any, list[Tool]]:
     return mcp, [VfTool(mcp, t.name, t.description or "", dict(t.parameters or {})) for t in infos]
 
 
+def _trace_stops(vf_task: Any) -> list[Any]:
+    from verifiers.v1.session import hook_boundary
+    from verifiers.v1.trace import Trace
+
+    stops = []
+    for fn in vf_task.hooks("stop"):
+        if hook_boundary(fn, allow_trace=True) is not Trace:
+            raise ValueError(f"@vf.stop {fn.__name__} takes a model Request or Response: traject runs the "
+                             "task's Trace stops only (its policy is not behind verifiers' interception)")
+        stops.append(fn)
+    return stops
+
+
 def _with_episode_state(fn: Any, state: Any, var: Any) -> Any:
     """Run a ``@vf.tool`` with the episode's State (verifiers syncs it over a channel when the
     server is a separate process; in-process one object lives for the episode)."""
@@ -291,8 +305,13 @@ class _Interaction:
             messages = [Message.user(message)]
         else:
             messages = _to_messages(message)
+        if self.episode._ended:
+            return Segment(messages=[], terminated=True)
         await self.episode._to_env.put(("turn", messages))
-        action: Message = await self.episode._to_driver.get()
+        action = await self.episode._to_driver.get()
+        if action is None:  # a @vf.stop fired: the exchange is over
+            self.episode._ended = True
+            return Segment(messages=[], terminated=True)
         return Segment(messages=[AssistantMessage(content=action.text)])
 
 
@@ -306,8 +325,11 @@ class VerifiersEnv(ToolEnv):
         self._vf_env: Any = None
         self._driver: asyncio.Task[None] | None = None
         self._to_env: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._to_driver: asyncio.Queue[Message] = asyncio.Queue()
+        self._to_driver: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._ended = False
         self.trace: Any = None
+        self._vf_task: Any = None
+        self._stops: list[Any] = []
 
     async def reset(self, task: Task) -> list[Message]:
         await self._stop_driver()
@@ -318,11 +340,14 @@ class VerifiersEnv(ToolEnv):
         servers = self._servers()
         self._tool_specs = [VfToolsets(servers, vf_task)] if servers else []
         messages = await super().reset(task)
-        self.trace = new_trace(vf_task, [])
+        self.trace = new_trace(vf_task, messages)
+        self._vf_task = vf_task
+        self._stops = _trace_stops(vf_task)
         if self._vf_env is None:
             # The env's own harnesses are loaded but never run: traject's policy plays the seat.
             self._vf_env = self.source.env_cls(self.source.env_config)
         self._to_env, self._to_driver = asyncio.Queue(), asyncio.Queue()
+        self._ended = False
         self._driver = asyncio.get_running_loop().create_task(self._drive(vf_task))
         kind, payload = await self._to_env.get()
         if kind == "error":
@@ -331,7 +356,45 @@ class VerifiersEnv(ToolEnv):
         if kind == "end":
             raise InfraError(f"verifiers env {self.source.env_cls.__name__}.run() ended without a turn")
         self.messages += payload
+        self._sync_trace()
         return messages + payload
+
+    def _sync_trace(self) -> None:
+        """The live Trace ``run()`` and ``@vf.stop`` hooks see follows the conversation."""
+        self.trace.nodes = new_trace(self._vf_task, self.messages).nodes
+
+    async def _stopped(self, result: StepResult) -> StepResult:
+        """Verifiers' ``@vf.stop`` hooks on the Trace, checked before the next model call."""
+        self._sync_trace()
+        if result.done:
+            return result
+        from verifiers.v1.session import call_hook
+        from verifiers.v1.trace import Trace
+
+        for stop in self._stops:
+            fired = await call_hook(stop, {Trace: self.trace})
+            if not isinstance(fired, bool):
+                raise TypeError(f"@vf.stop {stop.__name__} must return bool, got {type(fired).__name__}")
+            if fired:
+                result.terminated, result.truncated = True, False
+                result.info["verifiers"] = {"stop": stop.__name__, "env_rewards": await self._end_run()}
+                break
+        return result
+
+    async def _end_run(self) -> dict[str, Any]:
+        """Tell ``run()`` the exchange is over (a terminated Segment) and let it finish, as
+        verifiers does when a stop fires; what it recorded is returned."""
+        while self._driver is not None:
+            await self._to_driver.put(None)
+            kind, payload = await self._to_env.get()
+            if kind == "end":
+                self._driver = None
+                return payload
+            if kind == "error":
+                self._driver = None
+                raise InfraError(f"verifiers env {self.source.env_cls.__name__}.run() failed: "
+                                 f"{type(payload).__name__}: {payload}") from payload
+        return {}
 
     def _servers(self) -> list[Any]:
         return [*self.source.task_cls.toolsets(self.source.taskset.config.task),
@@ -353,7 +416,7 @@ class VerifiersEnv(ToolEnv):
 
     async def step(self, action: Message) -> StepResult:
         if action.tool_calls or self._driver is None:
-            return await super().step(action)
+            return await self._stopped(await super().step(action))
         self._turns += 1
         self.messages.append(action)
         await self._to_driver.put(action)
@@ -366,7 +429,7 @@ class VerifiersEnv(ToolEnv):
             return StepResult(terminated=True, final_answer=action.text,
                               info={"verifiers": {"env_rewards": payload}})
         self.messages += payload
-        return StepResult(observations=payload, truncated=self._turns >= self.max_turns)
+        return await self._stopped(StepResult(observations=payload, truncated=self._turns >= self.max_turns))
 
     async def _stop_driver(self) -> None:
         driver, self._driver = self._driver, None
