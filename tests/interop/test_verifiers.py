@@ -124,6 +124,21 @@ MODULES = {
 
         __all__ = ["BrokenTaskset"]
     ''',
+    "vf_box": '''
+        from collections.abc import Iterator
+        import verifiers.v1 as vf
+
+        class BoxTask(vf.Task[vf.TaskData, vf.State, vf.TaskConfig]):
+            @vf.reward
+            async def file_written(self, runtime) -> float:
+                return 1.0
+
+        class BoxTaskset(vf.Taskset[BoxTask, vf.TasksetConfig]):
+            def load(self) -> Iterator[BoxTask]:
+                yield BoxTask(vf.TaskData(id="x0", prompt="hi"), self.config.task)
+
+        __all__ = ["BoxTaskset"]
+    ''',
     "vf_digits": '''
         from collections.abc import Iterator
         import verifiers.v1 as vf
@@ -254,6 +269,17 @@ async def test_a_rubric_that_raises_is_a_failed_reward_not_zero() -> None:
     traj = await AgentLoop(ScriptedPolicy([Message.assistant("hello")])).run(env, task)
     assert traj.reward.failed and "rubric crashed" in traj.reward.error
     assert not traj.trainable
+
+
+@pytest.mark.anyio
+async def test_a_reward_that_needs_a_verifiers_runtime_is_failed_not_skipped() -> None:
+    task = traject.load_tasks("verifiers:vf_box")[0]
+    traj = await AgentLoop(ScriptedPolicy([Message.assistant("hello")])).run(traject.make("verifiers:vf_box"), task)
+    assert traj.reward.failed and "file_written need a verifiers runtime" in traj.reward.error
+    # A task that defines no reward at all scores nothing: failed, not 0.
+    task = traject.load_tasks("verifiers:vf_chat")[0]
+    traj = await AgentLoop(ScriptedPolicy([Message.assistant("hello")])).run(traject.make("verifiers:vf_chat"), task)
+    assert traj.reward.failed and "no reward" in traj.reward.error
 
 
 def test_unsupported_verifiers_envs_are_named() -> None:

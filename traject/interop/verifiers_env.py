@@ -483,6 +483,10 @@ class VerifiersReward(Reward):
     async def score(self, traj: Trajectory, task: Task) -> RewardResult:
         try:
             vf_task = self.source.vf_task(task)
+            needs = _runtime_signals(vf_task)
+            if needs:
+                return RewardResult(failed=True, error=f"verifiers rewards {', '.join(needs)} need a verifiers runtime "
+                                    "(a box its harness provisions), which traject does not provide")
             trace = new_trace(vf_task, traj.messages)
             for step in traj.steps:
                 for key, (value, weight) in ((step.info.get("verifiers") or {}).get("env_rewards") or {}).items():
@@ -491,12 +495,25 @@ class VerifiersReward(Reward):
         except Exception as exc:  # noqa: BLE001 - a rubric that raises is a failed reward, never 0
             cause = exc.__cause__ or exc
             return RewardResult(failed=True, error=f"verifiers rubric failed: {type(cause).__name__}: {cause}")
+        if not trace.rewards:
+            return RewardResult(failed=True, error="the verifiers task defines no reward (no @vf.reward, judge, "
+                                "or reward recorded by its env)")
         missing = [k for k, r in trace.rewards.items() if r is None]
         if missing:
             return RewardResult(failed=True, error=f"verifiers rewards gave no value: {', '.join(missing)}")
         components = {k: r.value for k, r in trace.rewards.items()}
         return RewardResult(total=trace.reward, components=components,
                             info={"metrics": {k: v for k, v in trace.metrics.items() if v is not None}})
+
+
+def _runtime_signals(vf_task: Any) -> list[str]:
+    """Rewards and judges that require a verifiers ``runtime`` argument (Task.score would skip them)."""
+    def required(fn: Any) -> bool:
+        param = inspect.signature(fn).parameters.get("runtime")
+        return param is not None and param.default is inspect.Parameter.empty
+
+    names = [fn.__name__ for fn in vf_task.hooks("reward") if required(fn)]
+    return names + [j.reward_name for j in vf_task.plugged_judges() if required(j.score)]
 
 
 def scheme_entry(module: str) -> EnvEntry:
