@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
+import gymnasium
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -33,7 +35,21 @@ def _call(name: str, **arguments) -> str:
 def test_passes_gymnasiums_env_checker() -> None:
     env = traject.gym.make("lookup", task_options={"n": 5, "seed": 0})
     try:
-        check_env(env, skip_render_check=True)
+        check_env(env, skip_render_check=True)  # no spec: the render-mode and close checks need one
+    finally:
+        env.close()
+
+
+def test_registered_with_gymnasium_it_passes_every_check() -> None:
+    env_id = traject.gym.register("lookup", task_options={"n": 3, "seed": 2})
+    assert env_id == "traject/lookup-v0"
+    env = gymnasium.make(env_id)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no check may be skipped with a warning
+            check_env(env.unwrapped)
+        obs, info = env.reset(seed=0)
+        assert isinstance(obs, str) and info["tools"][0]["function"]["name"] == "lookup"
     finally:
         env.close()
 

@@ -18,6 +18,7 @@ thread (an anyio blocking portal), so ``step`` may be called from plain synchron
 from __future__ import annotations
 
 import math
+import re
 import string
 from typing import Any
 
@@ -156,3 +157,12 @@ def make(name: str, *, tasks: list[Task] | None = None, task_options: dict[str, 
     env = make_env(name, **env_config)
     return TrajectGymEnv(env, tasks if tasks is not None else load_tasks(name, **(task_options or {})),
                          tool_format=tool_format, max_length=max_length)
+
+
+def register(name: str, *, id: str | None = None, **kwargs: Any) -> str:
+    """Register the traject env ``name`` with gymnasium's registry, so that ``gymnasium.make(id)``
+    builds it (with ``kwargs`` for :func:`make`); returns the id (default ``traject/NAME-v0``)."""
+    env_id = id or f"traject/{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-v0"
+    gymnasium.register(id=env_id, entry_point="traject.interop.gym_env:make", kwargs={"name": name, **kwargs},
+                       nondeterministic=False)
+    return env_id
