@@ -249,6 +249,11 @@ async def test_a_multi_turn_env_drives_the_episode() -> None:
     # The env gives up after 4 wrong guesses: the episode ends there, unsolved.
     traj = await AgentLoop(ScriptedPolicy(lambda m, t: Message.assistant("0"))).run(env, tasks[1])
     assert traj.num_turns == 5 and traj.reward.components["solved"] == 0.0
+    # traject's turn budget ends it first: run() still finishes and records its reward.
+    short = traject.make("verifiers:vf_guess", max_turns=2)
+    traj = await AgentLoop(ScriptedPolicy(lambda m, t: Message.assistant("0"))).run(short, tasks[1])
+    assert traj.status is Status.MAX_TURNS and traj.num_turns == 2
+    assert traj.reward.components["solved"] == 0.0 and not traj.reward.failed
 
 
 @pytest.mark.anyio

@@ -364,21 +364,24 @@ class VerifiersEnv(ToolEnv):
         self.trace.nodes = new_trace(self._vf_task, self.messages).nodes
 
     async def _stopped(self, result: StepResult) -> StepResult:
-        """Verifiers' ``@vf.stop`` hooks on the Trace, checked before the next model call."""
-        self._sync_trace()
-        if result.done:
-            return result
+        """Verifiers' ``@vf.stop`` hooks on the Trace, checked before the next model call; at
+        the episode's end, ``run()`` is let finish."""
         from verifiers.v1.session import call_hook
         from verifiers.v1.trace import Trace
 
-        for stop in self._stops:
+        self._sync_trace()
+        for stop in self._stops if not result.done else []:
             fired = await call_hook(stop, {Trace: self.trace})
             if not isinstance(fired, bool):
                 raise TypeError(f"@vf.stop {stop.__name__} must return bool, got {type(fired).__name__}")
             if fired:
                 result.terminated, result.truncated = True, False
-                result.info["verifiers"] = {"stop": stop.__name__, "env_rewards": await self._end_run()}
+                result.info["verifiers"] = {"stop": stop.__name__}
                 break
+        if result.done and self._driver is not None:
+            # A stop or the turn budget ended the exchange: run() sees a terminated segment, as
+            # in verifiers, and what it records on the way out is kept.
+            result.info.setdefault("verifiers", {})["env_rewards"] = await self._end_run()
         return result
 
     async def _end_run(self) -> dict[str, Any]:
