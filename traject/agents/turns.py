@@ -63,7 +63,10 @@ class TokenTurns:
     def parse(self, prompt_text: str, completion_ids: list[int]) -> Message:
         """The assistant Message for ``completion_ids``: reasoning (when the generation prompt
         opens a think block, or the completion does), content and tool calls; no Generation."""
-        text = self.completion_text(completion_ids)
+        return self.parse_text(prompt_text, self.completion_text(completion_ids))
+
+    def parse_text(self, prompt_text: str, text: str) -> Message:
+        """As :meth:`parse`, from text alone (a server that returned no token ids)."""
         open_tag, close_tag = self.reasoning_tags
         reasoning: str | None = None
         if prompt_text.rstrip().endswith(open_tag) or text.lstrip().startswith(open_tag):

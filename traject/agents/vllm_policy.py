@@ -48,6 +48,20 @@ class VLLMPolicy:
         self.engine = AsyncLLM.from_engine_args(args)
         self.max_model_len = int(self.engine.model_config.max_model_len)
 
+    @classmethod
+    def without_engine(cls, tokenizer: Any, *, max_model_len: int, max_tokens: int = 2048,
+                       tool_format: str = "hermes", chat_template_kwargs: dict[str, Any] | None = None,
+                       ) -> VLLMPolicy:
+        """The token path alone (``prompt``, ``finish``), without vLLM: what the engine would be
+        given and how its output becomes a Message. ``act`` needs the engine."""
+        self = cls.__new__(cls)
+        self.model = getattr(tokenizer, "name_or_path", "")
+        self.turns = TokenTurns(tokenizer, tool_format=tool_format, template_kwargs=chat_template_kwargs)
+        self.temperature, self.top_p, self.max_tokens, self.seed = 1.0, 1.0, max_tokens, 0
+        self.engine = None
+        self.max_model_len = max_model_len
+        return self
+
     @property
     def tokenizer(self) -> Any:
         return self.turns.tokenizer
@@ -70,6 +84,8 @@ class VLLMPolicy:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        if self.engine is None:
+            raise RuntimeError("this VLLMPolicy was made without_engine: it has no engine to sample with")
         t0 = time.perf_counter()
         prompt, room = self.prompt(messages, tools)
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=room, logprobs=0)

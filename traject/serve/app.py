@@ -160,7 +160,8 @@ def build_app(engine: ServeEngine) -> Starlette:
             raise _BadRequest("stream: streaming is not supported by traject serve", "stream")
         sp = req.sampling_params
         s = await engine.sample(req.input_ids, max_tokens=sp.max_new_tokens,
-                                params=sampling(sp.temperature, sp.top_p, sp.top_k), seed=req.seed)
+                                params=sampling(sp.temperature, sp.top_p, sp.top_k),
+                                seed=sp.sampling_seed if sp.sampling_seed is not None else req.seed)
         ids = s.result.completion_ids
         meta: dict[str, Any] = {"id": uuid.uuid4().hex, "prompt_tokens": len(s.prompt_ids),
                                 "completion_tokens": len(ids),

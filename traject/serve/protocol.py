@@ -58,6 +58,7 @@ class SglangSampling(_Lenient):
     temperature: float = Field(1.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = -1
+    sampling_seed: int | None = None
 
 
 class GenerateRequest(_Lenient):
