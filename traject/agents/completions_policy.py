@@ -27,6 +27,7 @@ ContextExhausted (the episode ends truncated and is scored).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,10 +70,12 @@ class CompletionsPolicyConfig(BaseModel):
 
 
 class CompletionsPolicy:
-    """``tokenizer``: a loaded tokenizer, instead of ``config.tokenizer``."""
+    """``tokenizer``: a path or name (as ``config.tokenizer``), or a loaded tokenizer."""
 
     def __init__(self, config: CompletionsPolicyConfig | None = None, *, tokenizer: Any = None,
                  **kwargs: Any) -> None:
+        if isinstance(tokenizer, (str, Path)):
+            kwargs["tokenizer"], tokenizer = str(tokenizer), None
         self.config = c = config or CompletionsPolicyConfig(**kwargs)
         if tokenizer is None:
             if c.tokenizer is None:
