@@ -196,7 +196,7 @@ def serve(
     config = {k: v for k, v in {"tool_format": tool_format, "max_batch_size": max_batch_size,
                                 "max_model_len": max_model_len, "device": device, "dtype": dtype}.items()
               if v is not None}
-    console.print(f"serving {model_path} on http://{host}:{port}/v1", markup=False, highlight=False)
+    console.print(f"loading {model_path}; it will answer on http://{host}:{port}/v1", markup=False, highlight=False)
     run_server(model_path, host=host, port=port, model_name=model_name, **config)
 
 
