@@ -21,6 +21,7 @@ import pytest
 from traject.agents import AgentLoop
 from traject.agents.completions_policy import CompletionsPolicy
 from traject.agents.openai_policy import OpenAIPolicy
+from traject.agents.policy import PolicyError
 from traject.agents.tokens import build_token_views
 from traject.environments.builtin.lookup import lookup, submit
 from traject.types import Message, Status
@@ -58,9 +59,9 @@ def test_http_token_paths_equal_the_in_process_policy(qwen3_model: Path, served)
     ref = build_token_views(local)
     assert len(ref) == 2  # the reasoning-dropping template split the conversation
     base = server.base_url + "/v1"
-    for dialect in ("vllm", "sglang"):
+    for dialect, transport in (("vllm", "lean"), ("sglang", "lean"), ("vllm", "sdk")):
         policy = CompletionsPolicy(model="tiny", base_url=base, tokenizer=str(qwen3_model), dialect=dialect,
-                                   temperature=0, max_tokens=6)
+                                   temperature=0, max_tokens=6, transport=transport)
         remote = drive(policy, start)
         views = build_token_views(remote)
         assert [(v.ids, v.mask, v.turn, v.prompt_len) for v in views] == \
@@ -97,6 +98,12 @@ def test_weight_update_and_policy_versions(qwen3_model: Path, served, tmp_path: 
     other = build_tiny_model(tmp_path / "other", template="qwen3", seed=1)
     status, body, headers = post(url + "/update_weights_from_disk", {"model_path": str(other), "policy_version": 7})
     assert status == 200 and body["success"] and body["policy_version"] == 7 and headers["x-policy-version"] == "7"
+    # The same through a policy's own transport: the version goes up by one unless named.
+    policy = CompletionsPolicy(model="tiny", base_url=url + "/v1", tokenizer=str(qwen3_model))
+    assert anyio.run(policy.update_weights, str(other)) == 8
+    assert anyio.run(policy.update_weights, str(other), 7) == 7
+    with pytest.raises(PolicyError, match="is not a directory"):
+        anyio.run(policy.update_weights, str(tmp_path / "nowhere"))
     status, after, _ = post(url + "/v1/completions", greedy)
     assert after["policy_version"] == 7 and after["choices"][0]["token_ids"] != before["choices"][0]["token_ids"]
     status, gen, _ = post(url + "/generate", {"input_ids": [5, 6, 7, 8], "sampling_params": {"max_new_tokens": 3},

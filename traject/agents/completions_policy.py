@@ -86,8 +86,10 @@ class CompletionsPolicy:
         self.turns = TokenTurns(tokenizer, tool_format=c.tool_format, tools_in=c.tools_in, end_of_turn=c.end_of_turn,
                                 template_kwargs=c.template_kwargs, chat_template=c.chat_template)
         base = c.base_url.rstrip("/")
-        if c.dialect == "sglang" and base.endswith("/v1"):
-            base = base[: -len("/v1")]  # /generate lives at the server's root
+        # The transport talks to the server's root: /generate and /update_weights_from_disk
+        # live there, the OpenAI routes under /v1.
+        self.api_prefix = "/v1" if base.endswith("/v1") else ""
+        base = base[: len(base) - len(self.api_prefix)]
         self.http = OpenAIPolicy(OpenAIPolicyConfig(
             model=c.model, base_url=base, api_key=c.api_key, request_timeout_s=c.request_timeout_s,
             max_retries=c.max_retries, backoff_s=c.backoff_s, backoff_max_s=c.backoff_max_s, transport=c.transport,
@@ -123,7 +125,19 @@ class CompletionsPolicy:
                 "top_p": c.top_p, "logprobs": 0, "return_token_ids": True, "skip_special_tokens": False}
         if seed is not None:
             body["seed"] = seed
-        return "/completions", body
+        return self.api_prefix + "/completions", body
+
+    async def update_weights(self, model_path: str, policy_version: int | None = None) -> int:
+        """Ask the server (``traject serve``, or SGLang) to load the weights saved at
+        ``model_path``; returns the policy version it now serves. PolicyError if it refuses."""
+        body: dict[str, Any] = {"model_path": model_path}
+        if policy_version is not None:
+            body["policy_version"] = policy_version
+        answer = await self.http.post("/update_weights_from_disk", body)
+        version = field(answer, "policy_version")
+        if field(answer, "success") is False:
+            raise PolicyError(f"the server refused the weights at {model_path!r}: {field(answer, 'message')}")
+        return int(version) if version is not None else (policy_version if policy_version is not None else -1)
 
     def read(self, answer: Any) -> tuple[list[int] | None, list[float] | None, str | None, str | None,
                                          list[int] | None]:
