@@ -50,6 +50,16 @@ def drive(policy, messages: list[Message]) -> list[Message]:
     return anyio.run(go)
 
 
+def assert_token_invariants(messages: list[Message]) -> None:
+    """Every sampled id appears once, with mask 1 and its logprob; everything else mask 0, 0.0."""
+    gens = [m.generation for m in messages if m.role == "assistant"]
+    views = build_token_views(messages)
+    masked = [(i, lp) for v in views for i, m, lp in zip(v.ids, v.mask, v.logprobs) if m]
+    assert [i for i, _ in masked] == [t for g in gens for t in g.completion_ids]
+    assert [lp for _, lp in masked] == [lp for g in gens for lp in g.logprobs]
+    assert all(lp == 0.0 for v in views for m, lp in zip(v.mask, v.logprobs) if not m)
+
+
 def test_http_token_paths_equal_the_in_process_policy(qwen3_model: Path, served) -> None:
     from traject.agents.hf import HFPolicy
 
@@ -78,6 +88,27 @@ def test_http_token_paths_equal_the_in_process_policy(qwen3_model: Path, served)
     g, first = out.message.generation, local[2].generation
     assert (g.prompt_ids, g.completion_ids) == (first.prompt_ids, first.completion_ids)
     assert g.logprobs == pytest.approx(first.logprobs, abs=1e-4) and g.policy_version == 0
+    # Over several turns the chat path's server-rendered prompts still give valid views.
+    assert_token_invariants(local)
+    assert_token_invariants(drive(chat, start))
+
+
+def test_concurrent_requests_are_batched(qwen3_model: Path, served) -> None:
+    # The batch closes when 4 requests wait (or after 30 s): 4 concurrent requests, one batch.
+    server = served(qwen3_model, max_batch_size=4, batch_wait_s=30)
+    policy = CompletionsPolicy(model="tiny", base_url=server.base_url + "/v1", tokenizer=str(qwen3_model),
+                               max_tokens=4)
+    results: dict[int, object] = {}
+
+    async def go() -> None:
+        async def one(k: int) -> None:
+            results[k] = await policy.act([Message.user(f"How much do {k} fig cost?")], TOOLS)
+        async with anyio.create_task_group() as tg:
+            for k in range(4):
+                tg.start_soon(one, k)
+    anyio.run(go)
+    assert server.engine.policy.batcher.stats.sizes == [4]
+    assert len({tuple(r.message.generation.prompt_ids) for r in results.values()}) == 4
 
 
 def test_weight_update_and_policy_versions(qwen3_model: Path, served, tmp_path: Path) -> None:

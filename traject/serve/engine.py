@@ -113,11 +113,11 @@ class ServeEngine:
     async def sample(self, prompt_ids: list[int], *, max_tokens: int | None, params: SamplingParams,
                      seed: int | None) -> Sampled:
         budget = self.check_fits(len(prompt_ids), max_tokens)
-        version = self.version
         request = SampleRequest(prompt_ids=list(prompt_ids), max_new_tokens=budget,
                                 seed=seed if seed is not None else self._rng.getrandbits(63), params=params)
         result = await self.policy.batcher.submit(request)
-        return Sampled(list(prompt_ids), result, version)
+        assert result.policy_version is not None
+        return Sampled(list(prompt_ids), result, result.policy_version)
 
     async def update_weights(self, model_path: str, version: int | None) -> int:
         """Load ``model_path``'s weights; the new policy version. BadWeights leaves the old ones."""
@@ -138,12 +138,15 @@ class ServeEngine:
                              f"model (first: {wrong[0]} {tuple(state[wrong[0]].shape)} vs "
                              f"{tuple(current[wrong[0]].shape)}): is it the same architecture?")
 
+        new_version = version if version is not None else self.policy.version + 1
+
         def swap() -> None:
+            # Between batches: no batch samples with half-loaded weights or a stale version.
             self.policy.model.load_state_dict(state, strict=False)
+            self.policy.version = new_version
 
         await self.policy.batcher.exclusive(swap)
-        self.policy.version = version if version is not None else self.policy.version + 1
-        return self.policy.version
+        return new_version
 
 
 async def _read_state(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ not update while ``act`` calls are running.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
@@ -115,9 +116,12 @@ class HFPolicy:
     def _run_batch(self, requests: list[SampleRequest]) -> list[SampleResult]:
         was_training = self.model.training
         self.model.eval()
+        version = self.version
         try:
-            return sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                                vocab_limit=len(self.tokenizer))
+            results = sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids, pad_id=self.pad_id,
+                                   vocab_limit=len(self.tokenizer))
+            # The version of the weights that sampled, even if it changes while results travel back.
+            return [dataclasses.replace(r, policy_version=version) for r in results]
         finally:
             self.model.train(was_training)
 
@@ -142,7 +146,7 @@ class HFPolicy:
         except Exception as exc:  # noqa: BLE001 - the local model failed: an infra error
             raise PolicyError(f"local generation failed: {type(exc).__name__}: {exc}") from exc
         message = self.turns.message(prompt, result.completion_ids, logprobs=result.logprobs,
-                                     finish_reason=result.finish_reason, policy_version=self.version)
+                                     finish_reason=result.finish_reason, policy_version=result.policy_version)
         return PolicyOutput(message=message, prompt_tokens=len(prompt.ids),
                             completion_tokens=len(result.completion_ids), latency_s=time.perf_counter() - t0)
 

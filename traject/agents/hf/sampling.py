@@ -48,6 +48,8 @@ class SampleResult:
     completion_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop": a stop token was sampled (and is included); "length": the budget ran out
+    # The weights' version when this batch ran (set by HFPolicy).
+    policy_version: int | None = None
 
 
 def _truncate(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
