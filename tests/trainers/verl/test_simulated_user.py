@@ -5,7 +5,6 @@ reward that reaches rm_scores."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
