@@ -223,3 +223,20 @@ def test_cli_serves_on_localhost(qwen3_model: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "traject.cli", "serve", "/nonexistent/model"], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "is not a directory" in bad.stdout + bad.stderr
+
+
+def test_served_trajectories_reach_the_trainer(qwen3_model: Path, served) -> None:
+    import traject
+    from traject.trainers.batching import select_trainable, sequences_from_trajectories
+
+    server = served(qwen3_model)
+    policy = CompletionsPolicy(model="tiny", base_url=server.base_url + "/v1", tokenizer=str(qwen3_model),
+                               max_tokens=8)
+    env = traject.make("lookup")
+    trajs = [anyio.run(AgentLoop(policy, max_steps=2).run, env, t) for t in traject.load_tasks("lookup", n=2)]
+    kept, drops = select_trainable(trajs)
+    assert len(kept) == 2 and drops.dropped == 0 and all(t.eval_only is None for t in kept)
+    seqs = sequences_from_trajectories(kept, [1.0, -1.0])
+    sampled = [len(m.generation.completion_ids) for t in kept for m in t.messages if m.role == "assistant"]
+    assert sum(s.num_trained for s in seqs) == sum(sampled)
+    assert all(m.generation.policy_version == 0 for t in kept for m in t.messages if m.role == "assistant")
