@@ -182,6 +182,8 @@ def serve(
     max_model_len: int = typer.Option(None, "--max-model-len", help="Context window (default: the model config's)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:0 ... (default: cpu)."),
     dtype: str = typer.Option(None, "--dtype", help="float32 (default), bfloat16, float16."),
+    chat_template: str = typer.Option(None, "--chat-template",
+                                      help="compact, hermes, qwen3 or a .jinja file (default: the tokenizer's)."),
 ) -> None:
     """Serve a local HF model over the OpenAI API subset traject uses, with exact token ids,
     logprobs, weight updates (POST /update_weights_from_disk) and a policy version on every answer."""
@@ -193,8 +195,16 @@ def serve(
         console.print(f"traject serve: MODEL_PATH {model_path!r} is not a directory: pass a model saved with "
                       "save_pretrained", style="red", markup=False, highlight=False)
         raise typer.Exit(2)
+    from traject.trainers.templates import resolve_chat_template
+
+    try:
+        template = resolve_chat_template(chat_template)
+    except ValueError as exc:
+        console.print(f"traject serve: --chat-template: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     config = {k: v for k, v in {"tool_format": tool_format, "max_batch_size": max_batch_size,
-                                "max_model_len": max_model_len, "device": device, "dtype": dtype}.items()
+                                "max_model_len": max_model_len, "device": device, "dtype": dtype,
+                                "chat_template": template}.items()
               if v is not None}
     console.print(f"loading {model_path}; it will answer on http://{host}:{port}/v1", markup=False, highlight=False)
     run_server(model_path, host=host, port=port, model_name=model_name, **config)
