@@ -3,8 +3,9 @@
 It holds an :class:`~traject.agents.hf.HFPolicy` and uses its parts: the batcher (concurrent
 requests become one padded batch), the sampler (ids and temperature-1 logprobs), and its
 TokenTurns (ChatRenderer prompts, tool-call parsing in the configured format). Weight updates
-load a checkpoint fully (and check it) before swapping it in between batches, so a bad path
-leaves the old weights serving.
+load a checkpoint fully and check it (every tensor present, same shapes) before
+:meth:`HFPolicy.load_weights` copies it in between batches, so a bad path leaves the old
+weights serving.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from traject.agents.hf import HFPolicy
 from traject.agents.hf.sampling import SampleRequest, SampleResult, SamplingParams
@@ -126,32 +129,26 @@ class ServeEngine:
             raise BadWeights(f"model_path {model_path!r} is not a directory (a save_pretrained checkpoint)")
         state = await _read_state(path)
         current = self.policy.model.state_dict()
+        embed = state.get("model.embed_tokens.weight")
+        if "lm_head.weight" in current and "lm_head.weight" not in state and embed is not None:
+            state["lm_head.weight"] = embed  # tied embeddings are saved once
         missing = sorted(set(current) - set(state))
-        # Tied weights (lm_head = embed_tokens) may be saved once.
-        missing = [k for k in missing if not (k == "lm_head.weight" and "model.embed_tokens.weight" in state)]
         if missing:
             raise BadWeights(f"the checkpoint at {model_path!r} lacks {len(missing)} tensors of the served "
                              f"model (first: {missing[0]})")
-        wrong = [k for k in current if k in state and tuple(state[k].shape) != tuple(current[k].shape)]
+        wrong = [k for k in current if tuple(state[k].shape) != tuple(current[k].shape)]
         if wrong:
             raise BadWeights(f"the checkpoint at {model_path!r} has tensors of other shapes than the served "
                              f"model (first: {wrong[0]} {tuple(state[wrong[0]].shape)} vs "
                              f"{tuple(current[wrong[0]].shape)}): is it the same architecture?")
-
         new_version = version if version is not None else self.policy.version + 1
-
-        def swap() -> None:
-            # Between batches: no batch samples with half-loaded weights or a stale version.
-            self.policy.model.load_state_dict(state, strict=False)
-            self.policy.version = new_version
-
-        await self.policy.batcher.exclusive(swap)
+        # Copied in between batches (HFPolicy's weights lock): no batch samples with half-loaded
+        # weights or a stale version.
+        await anyio.to_thread.run_sync(self.policy.load_weights, state, new_version)
         return new_version
 
 
 async def _read_state(path: Path) -> dict[str, Any]:
-    import anyio
-
     def read() -> dict[str, Any]:
         import torch
 

@@ -18,7 +18,6 @@ import anyio
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
-T = TypeVar("T")
 
 
 @dataclass
@@ -68,20 +67,6 @@ class MicroBatcher(Generic[Req, Res]):
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
-
-    async def exclusive(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in a worker thread while no batch runs (and none starts): e.g. loading
-        new weights into the model the batches use."""
-        while self._busy:
-            await self._idle.wait()
-        self._busy = True
-        self._idle = anyio.Event()
-        try:
-            with anyio.CancelScope(shield=True):
-                return await anyio.to_thread.run_sync(fn)
-        finally:
-            self._busy = False
-            self._idle.set()
 
     async def _lead(self) -> None:
         self._busy = True

@@ -14,7 +14,9 @@ arithmetic differs slightly between batch shapes, so identical tokens across dif
 compositions are likely but not guaranteed.
 
 A learner that updates the model in place bumps ``policy.version`` after each update and must
-not update while ``act`` calls are running.
+not update while ``act`` calls are running; :meth:`HFPolicy.load_weights` instead copies new
+weights in between batches (``traject serve``'s weight updates use it). Each Generation
+carries the version of the weights that sampled it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +96,8 @@ class HFPolicy:
         self.max_model_len = self.config.max_model_len or int(
             getattr(model.config, "max_position_embeddings", 0) or 2**31)
         self.version = 0
+        # Held while a batch samples and while new weights are copied in (both in worker threads).
+        self._weights_lock = threading.Lock()
         self._rng = random.Random(self.config.seed)
         self.batcher: MicroBatcher[SampleRequest, SampleResult] = MicroBatcher(
             self._run_batch, max_batch_size=self.config.max_batch_size, wait_s=self.config.batch_wait_s)
@@ -114,16 +119,32 @@ class HFPolicy:
         return {i for i in ids if isinstance(i, int)}
 
     def _run_batch(self, requests: list[SampleRequest]) -> list[SampleResult]:
-        was_training = self.model.training
-        self.model.eval()
-        version = self.version
-        try:
-            results = sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                                   vocab_limit=len(self.tokenizer))
+        with self._weights_lock:
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                results = sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids,
+                                       pad_id=self.pad_id, vocab_limit=len(self.tokenizer))
+            finally:
+                self.model.train(was_training)
             # The version of the weights that sampled, even if it changes while results travel back.
-            return [dataclasses.replace(r, policy_version=version) for r in results]
-        finally:
-            self.model.train(was_training)
+            return [dataclasses.replace(r, policy_version=self.version) for r in results]
+
+    def load_weights(self, source: Any, version: int) -> None:
+        """Copy ``source``'s parameters and buffers (a model of the same architecture, or its
+        state dict) into this policy's model and call them ``version``. Blocking: it waits for
+        the batch being sampled, so run it in a worker thread from async code."""
+        import torch
+
+        state = source.state_dict() if hasattr(source, "state_dict") else source
+        own = self.model.state_dict()
+        missing = set(own) - set(state)
+        if missing:
+            raise ValueError(f"load_weights: the source lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+        with self._weights_lock, torch.no_grad():
+            for name, tensor in own.items():
+                tensor.copy_(state[name])
+            self.version = version
 
     def _seed(self, messages: list[Message]) -> int:
         ep = current_episode()
