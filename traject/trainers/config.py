@@ -136,6 +136,12 @@ class RolloutConfig(_Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(128, ge=1)
     episode_timeout_s: float | None = Field(None, gt=0)
+    mode: Literal["sync", "async"] = Field("sync", description="sync: generate a batch, then train on it. async: "
+                                           "keep generating while training (off-policy, see max_off_policy_steps).")
+    max_off_policy_steps: int = Field(1, ge=0, description="async: train on a group only if its oldest turn was "
+                                      "sampled at most this many updates ago.")
+    on_stale: Literal["requeue", "drop"] = Field("requeue", description="async: what happens to a group beyond "
+                                                 "max_off_policy_steps (counted either way).")
 
 
 class EnvConfig(_Section):
@@ -246,6 +252,14 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"unknown section {key!r}")
             if not isinstance(value, section):
                 raise ValueError(f"section {key!r} must be validated by config_from_dict")
+        return self
+
+    @model_validator(mode="after")
+    def _async_is_corrected(self) -> TrainConfig:
+        if (self.rollout.mode == "async" and self.algorithm.tis_cap is None
+                and self.algorithm.old_logprobs != "sampler"):
+            raise ValueError("rollout.mode async trains on samples from older weights: set algorithm.tis_cap "
+                             "(e.g. 2.0) for truncated importance sampling against the sampler's logprobs")
         return self
 
     def section(self, name: str) -> BaseModel | None:

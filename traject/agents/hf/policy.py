@@ -14,13 +14,18 @@ arithmetic differs slightly between batch shapes, so identical tokens across dif
 compositions are likely but not guaranteed.
 
 A learner that updates the model in place bumps ``policy.version`` after each update and must
-not update while ``act`` calls are running.
+not update while ``act`` calls are running. A learner that trains a separate copy while this
+policy keeps sampling (async off-policy training) pushes its weights with
+:meth:`HFPolicy.load_weights`, which waits for the running batch and applies between batches;
+each Generation carries the version of the weights that sampled it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +96,10 @@ class HFPolicy:
         self.max_model_len = self.config.max_model_len or int(
             getattr(model.config, "max_position_embeddings", 0) or 2**31)
         self.version = 0
+        # Held while a batch samples and while new weights are copied in (both in worker threads).
+        self._weights_lock = threading.Lock()
+        #: Seconds spent sampling batches (the model's busy time).
+        self.busy_s = 0.0
         self._rng = random.Random(self.config.seed)
         self.batcher: MicroBatcher[SampleRequest, SampleResult] = MicroBatcher(
             self._run_batch, max_batch_size=self.config.max_batch_size, wait_s=self.config.batch_wait_s)
@@ -108,13 +117,33 @@ class HFPolicy:
         return ids
 
     def _run_batch(self, requests: list[SampleRequest]) -> list[SampleResult]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                                vocab_limit=len(self.tokenizer))
-        finally:
-            self.model.train(was_training)
+        with self._weights_lock:
+            t0 = time.perf_counter()
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                results = sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids,
+                                       pad_id=self.pad_id, vocab_limit=len(self.tokenizer))
+            finally:
+                self.model.train(was_training)
+                self.busy_s += time.perf_counter() - t0
+            return [dataclasses.replace(r, policy_version=self.version) for r in results]
+
+    def load_weights(self, source: Any, version: int) -> None:
+        """Copy ``source``'s parameters and buffers (a model of the same architecture, or its
+        state dict) into this policy's model and call them ``version``. Blocking: it waits for
+        the batch being sampled, so run it in a worker thread from async code."""
+        import torch
+
+        state = source.state_dict() if hasattr(source, "state_dict") else source
+        own = self.model.state_dict()
+        missing = set(own) - set(state)
+        if missing:
+            raise ValueError(f"load_weights: the source lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+        with self._weights_lock, torch.no_grad():
+            for name, tensor in own.items():
+                tensor.copy_(state[name])
+            self.version = version
 
     def _seed(self, messages: list[Message]) -> int:
         ep = current_episode()
@@ -139,7 +168,8 @@ class HFPolicy:
         message = self.to_message(prompt.text, result)
         message.generation = Generation(prompt_ids=prompt.ids, completion_ids=result.completion_ids,
                                         logprobs=result.logprobs, finish_reason=result.finish_reason,
-                                        policy_version=self.version)
+                                        policy_version=self.version if result.policy_version is None
+                                        else result.policy_version)
         return PolicyOutput(message=message, prompt_tokens=len(prompt.ids),
                             completion_tokens=len(result.completion_ids), latency_s=time.perf_counter() - t0)
 

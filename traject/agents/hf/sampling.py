@@ -46,6 +46,7 @@ class SampleResult:
     completion_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop": a stop token was sampled (and is included); "length": the budget ran out
+    policy_version: int | None = None  # the weights' version that sampled it (set by HFPolicy)
 
 
 def _truncate(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
