@@ -266,11 +266,12 @@ class OffPolicyRollouts:
         self._notify()
 
     def _notify(self) -> None:
+        # Wakes everyone waiting now; later waiters wait on the fresh event.
         self._changed.set()
+        self._changed = anyio.Event()
 
     async def _wait(self) -> None:
         await self._changed.wait()
-        self._changed = anyio.Event()
 
     async def __aenter__(self) -> OffPolicyRollouts:
         self._tg_cm = anyio.create_task_group()
