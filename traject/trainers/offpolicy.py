@@ -196,7 +196,7 @@ class OffPolicyRollouts:
                 continue
             self.stats.staleness.append(staleness)
             taken.append(group)
-        self._consumed += len(taken)
+            self._consumed += 1  # counted at once: the producer may run while this waits for more
         self.stats.accepted = len(taken)
         self.stats.wait_s = time.perf_counter() - t0
         return taken
