@@ -57,14 +57,15 @@ class SlowFirstTry:
         return PolicyOutput(message=Message.assistant("done", generation=gen))
 
 
-def _tasks(batch):
-    return [Task(id="slow" if batch == 0 else f"b{batch}", prompt="go"),
+def _tasks(batch, slow=True):
+    return [Task(id="slow" if batch == 0 and slow else f"b{batch}", prompt="go"),
             Task(id=f"b{batch}x", prompt="go")]
 
 
-def _run_loop(k, on_stale, steps=6):
+def _run_loop(k, on_stale, steps=6, slow=True):
     policy = SlowFirstTry()
-    rl = OffPolicyRollouts(policy, lambda: ToolEnv([], max_turns=1, reward=Length()), tasks_for_batch=_tasks,
+    rl = OffPolicyRollouts(policy, lambda: ToolEnv([], max_turns=1, reward=Length()),
+                           tasks_for_batch=lambda j: _tasks(j, slow),
                            seed_for_batch=lambda j: j, group_size=2, groups_per_step=2, max_off_policy_steps=k,
                            on_stale=on_stale, concurrency=64)
     policy.rl = rl
@@ -104,7 +105,7 @@ def test_the_staleness_bound_holds_and_stale_groups_are_counted(on_stale):
 
 
 def test_bound_zero_is_generate_then_train():
-    batches, stats, _ = _run_loop(0, "requeue", steps=4)
+    batches, stats, _ = _run_loop(0, "requeue", steps=4, slow=False)  # a slow group would wait forever
     for step, batch in enumerate(batches):
         # Every group was sampled entirely under the weights it is trained from.
         assert all(versions == [step] for _, _, _, versions in batch), batches
@@ -142,17 +143,25 @@ def test_a_trajectory_spanning_a_weight_update_carries_both_versions(tiny_model_
     model, tok = _tiny(tiny_model_path)
     sampler = HFPolicy(copy.deepcopy(model), tok, HFPolicyConfig(max_new_tokens=4, seed=1))
     learner = _perturbed(model, 0)
-    rl_box = []
+    rl_box, seen = [], []
+
+    class AfterSpan(Length):
+        """Later groups finish only once the learner took the spanning one: step 1 trains on it."""
+
+        async def score(self, traj, task):
+            while not any(g.task.id == "span" for g in seen):
+                await anyio.sleep(0.001)
+            return await super().score(traj, task)
 
     def env():
-        if current_episode().task_id == "span":
+        task_id = current_episode().task_id
+        if task_id == "span":
             return ToolEnv([], max_turns=2, user=WaitForUpdate(rl_box), reward=Length())
-        return ToolEnv([], max_turns=1, reward=Length())
+        return ToolEnv([], max_turns=1, reward=Length() if task_id == "q1" else AfterSpan())
 
     rl = OffPolicyRollouts(sampler, env, tasks_for_batch=lambda j: [Task(id="span" if j == 0 else f"q{j}", prompt="hi")],
                            seed_for_batch=lambda j: j, group_size=2, groups_per_step=1, max_off_policy_steps=1)
     rl_box.append(rl)
-    seen = []
 
     async def main():
         async with rl:
@@ -162,7 +171,8 @@ def test_a_trajectory_spanning_a_weight_update_carries_both_versions(tiny_model_
                 await rl.step(learn, InProcessWeights(learner, sampler))
 
     anyio.run(main)
-    span = next(g for g in seen if g.task.id == "span")
+    assert [g.task.id for g in seen] == ["q1", "span"]
+    span = seen[1]
     assert span.staleness(1) == 1
     for traj in span.trajectories:
         assert turn_versions(traj) == [0, 1]
