@@ -171,6 +171,45 @@ def quickstart(
                   f"in {time.perf_counter() - t0:.0f}s. Run directory: {report.out_dir} "
                   f"(metrics.jsonl, reward_curve.png, trajectories.jsonl, config.yaml, quickstart.json)")
 
+@app.command()
+def serve(
+    model_path: str = typer.Argument(..., help="A local Hugging Face model directory (save_pretrained)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, "--port", "-p"),
+    model_name: str = typer.Option(None, "--model-name", help="The model id clients name (default: MODEL_PATH)."),
+    tool_format: str = typer.Option("hermes", "--tool-format", help="How the model writes tool calls."),
+    max_batch_size: int = typer.Option(16, "--max-batch-size", help="Requests batched into one forward pass."),
+    max_model_len: int = typer.Option(None, "--max-model-len", help="Context window (default: the model config's)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:0 ... (default: cpu)."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 (default), bfloat16, float16."),
+    chat_template: str = typer.Option(None, "--chat-template",
+                                      help="compact, hermes, qwen3 or a .jinja file (default: the tokenizer's)."),
+) -> None:
+    """Serve a local HF model over the OpenAI API subset traject uses, with exact token ids,
+    logprobs, weight updates (POST /update_weights_from_disk) and a policy version on every answer."""
+    from pathlib import Path
+
+    from traject.serve import serve as run_server
+
+    if not Path(model_path).is_dir():
+        console.print(f"traject serve: MODEL_PATH {model_path!r} is not a directory: pass a model saved with "
+                      "save_pretrained", style="red", markup=False, highlight=False)
+        raise typer.Exit(2)
+    from traject.trainers.templates import resolve_chat_template
+
+    try:
+        template = resolve_chat_template(chat_template)
+    except ValueError as exc:
+        console.print(f"traject serve: --chat-template: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    config = {k: v for k, v in {"tool_format": tool_format, "max_batch_size": max_batch_size,
+                                "max_model_len": max_model_len, "device": device, "dtype": dtype,
+                                "chat_template": template}.items()
+              if v is not None}
+    console.print(f"loading {model_path}; it will answer on http://{host}:{port}/v1", markup=False, highlight=False)
+    run_server(model_path, host=host, port=port, model_name=model_name, **config)
+
+
 def _mount_sandbox() -> None:
     from traject.sandboxes.cli import app as sandbox_app
 

@@ -94,6 +94,8 @@ class Generation(_Model):
     logprobs: list[float] | None = None
     finish_reason: str | None = None
     policy_version: int | None = None
+    # Set when a server's text differs from what these ids decode to (the ids are kept).
+    text_mismatch: str | None = None
 
     @model_validator(mode="after")
     def _lengths(self) -> Generation:
@@ -313,6 +315,9 @@ class Trajectory(_Model):
     final_answer: str | None = None
     info: dict[str, JsonValue] = Field(default_factory=dict)
     seed: int | None = None
+    # Why this trajectory can only be evaluated, never trained on (a turn without its exact
+    # tokens: an API that returns none); trainers refuse it.
+    eval_only: str | None = None
 
     @property
     def num_turns(self) -> int:

@@ -219,6 +219,10 @@ class Episode:
             traj.info["pauses"] = self.pauses
         if traj.status is not Status.INFRA_ERROR and traj.status is not Status.CANCELLED:
             traj.token_views = build_token_views(traj.messages)
+            untokenised = [i for i, m in enumerate(traj.messages) if m.role == "assistant" and m.generation is None]
+            if untokenised:
+                traj.eval_only = (f"{len(untokenised)} assistant turn(s) carry no token ids (first: message "
+                                  f"{untokenised[0]}): the policy or its server returned none")
             reward = self.loop.reward or self.env.reward
             if reward is not None:
                 t0 = time.perf_counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
@@ -23,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from traject.agents.lean_http import LeanHTTPClient, LeanHTTPError, wrap
 from traject.agents.parsers import get_format
 from traject.agents.parsers.base import ToolCallFormat
-from traject.agents.policy import PolicyError, PolicyOutput
+from traject.agents.policy import ContextExhausted, PolicyError, PolicyOutput
+from traject.agents.served_tokens import ChatTokenCapture, context_overflow
 from traject.episode import current_episode
 from traject.types import ImagePart, Message, TextPart, ToolCall, ToolSchema
 
@@ -46,6 +48,9 @@ class OpenAIPolicyConfig(BaseModel):
     extra_body: dict[str, Any] = {}
     # "sdk": the openai client; "lean": traject.agents.lean_http; "auto": lean for http:// URLs.
     transport: Literal["auto", "sdk", "lean"] = "auto"
+    # Ask for the exact tokens (vLLM's ``return_token_ids`` and ``logprobs``; ``traject serve``
+    # answers them too). None: ask self-hosted servers (plain http:// base URLs) only.
+    return_token_ids: bool | None = None
 
 
 def content_to_openai(content: str | list[Any]) -> str | list[dict[str, Any]]:
@@ -104,6 +109,9 @@ class OpenAIPolicy:
         if transport == "lean" or (transport == "auto" and base_url.startswith("http://")):
             self.lean = LeanHTTPClient(base_url, timeout_s=self.config.request_timeout_s,
                                        headers={"Authorization": f"Bearer {self.config.api_key or 'EMPTY'}"})
+        wanted = self.config.return_token_ids
+        self.wants_tokens = base_url.startswith("http://") if wanted is None else wanted
+        self.tokens = ChatTokenCapture(self.config.base_url or base_url)
 
     async def aclose(self) -> None:
         if self.lean is not None:
@@ -116,6 +124,17 @@ class OpenAIPolicy:
         body = dict(req)
         body.update(body.pop("extra_body", None) or {})
         return wrap(await self.lean.post_json("/chat/completions", body))
+
+    async def _post_once(self, path: str, body: dict[str, Any]) -> Any:
+        if self.lean is not None:
+            return await self.lean.post_json(path, body)
+        return await self.client.post(path, body=body, cast_to=object)
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``path`` (under ``base_url``) through this policy's transport and
+        retries; the decoded JSON. For other endpoints of the same server (``/completions``,
+        ``/generate``): see :class:`traject.agents.completions_policy.CompletionsPolicy`."""
+        return await self._retrying(lambda: self._post_once(path, body))
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -145,8 +164,12 @@ class OpenAIPolicy:
                     api_messages.insert(0, {"role": "system", "content": rendered})
         if self.config.send_seed and (ep := current_episode()) is not None:
             req["seed"] = ep.seed % (2**31)
-        if self.config.extra_body:
-            req["extra_body"] = self.config.extra_body
+        extra = dict(self.config.extra_body)
+        if self.wants_tokens:
+            extra.setdefault("return_token_ids", True)
+            req["logprobs"] = True
+        if extra:
+            req["extra_body"] = extra
         return req
 
     def _retryable(self, exc: Exception) -> bool:
@@ -157,23 +180,27 @@ class OpenAIPolicy:
             return True
         return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
 
-    async def act(self, messages: list[Message], tools: list[ToolSchema]) -> PolicyOutput:
-        req = self._request(messages, tools)
-        t0 = time.perf_counter()
+    async def _retrying(self, call: Callable[[], Awaitable[Any]]) -> Any:
         attempt = 0
         while True:
             try:
-                resp = await self._create(req)
-                break
+                return await call()
             except Exception as exc:  # noqa: BLE001 - sorted into retryable or not just below
                 if not isinstance(exc, (self._openai.OpenAIError, LeanHTTPError)):
                     raise
+                if (overflow := context_overflow(exc)) is not None:
+                    raise ContextExhausted(overflow) from exc
                 if not self._retryable(exc) or attempt >= self.config.max_retries:
                     raise PolicyError(f"chat endpoint failed after {attempt + 1} attempt(s): "
                                       f"{type(exc).__name__}: {exc}") from exc
                 delay = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
                 await anyio.sleep(delay * (0.5 + random.random()))
                 attempt += 1
+
+    async def act(self, messages: list[Message], tools: list[ToolSchema]) -> PolicyOutput:
+        req = self._request(messages, tools)
+        t0 = time.perf_counter()
+        resp = await self._retrying(lambda: self._create(req))
         if not resp.choices:
             raise PolicyError("chat endpoint answered with no choices")
         choice = resp.choices[0]
@@ -186,8 +213,11 @@ class OpenAIPolicy:
         else:
             calls = [_native_call(c) for c in (msg.tool_calls or [])]
         usage = resp.usage
+        message = Message.assistant(text, tool_calls=calls, reasoning=reasoning if isinstance(reasoning, str) else None)
+        if self.wants_tokens:
+            message.generation = self.tokens.generation(resp, choice)
         return PolicyOutput(
-            message=Message.assistant(text, tool_calls=calls, reasoning=reasoning if isinstance(reasoning, str) else None),
+            message=message,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             latency_s=time.perf_counter() - t0,

@@ -81,10 +81,11 @@ class TrajectAgentLoop(AgentLoopBase):
         request_id = uuid.uuid4().hex
         generate_kwargs = {"priority": int(kwargs["priority"])} if "priority" in kwargs else {}
         policy = VerlServerPolicy(
-            server_manager=self.server_manager, builder=self.continuous_token_builder,
-            tokenizer=self.tokenizer, request_id=request_id, sampling_params=sampling_params,
-            prompt_length=self.prompt_length, response_length=self.response_length,
-            tool_format=self.settings.tool_format, prepare_images=self._prepare_images,
+            server_manager=self.server_manager, tokenizer=self.tokenizer, processor=self.processor,
+            template_kwargs=_plain(self.apply_chat_template_kwargs) or {}, request_id=request_id,
+            sampling_params=sampling_params, prompt_length=self.prompt_length,
+            response_length=self.response_length, tool_format=self.settings.tool_format,
+            prepare_images=self._prepare_images,
             generate_kwargs=generate_kwargs)
         state = worker_state()
         env = state.acquire(env_name, env_config)
