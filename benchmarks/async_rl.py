@@ -183,14 +183,17 @@ def run_tiny(k: int | None, *, steps: int, out: Path, model_path: Path, groups: 
     from traject.trainers.local import LocalTrainer
     from traject.types import RewardResult
 
-    class Length(Reward):
-        name = "length"
+    class Digits(Reward):
+        """The share of digits in what the model wrote: varies within a group, so every step trains."""
+
+        name = "digits"
 
         async def score(self, traj, task):  # type: ignore[no-untyped-def]
-            return RewardResult(total=min(len(traj.final_answer or ""), 40) / 40)
+            text = "".join(m.text for m in traj.messages if m.role == "assistant")
+            return RewardResult(total=sum(c.isdigit() for c in text) / max(len(text), 1))
 
     def env() -> ToolEnv:
-        return ToolEnv([], name="chat", max_turns=3, user=ScriptedUser(["Go on.", "And then?"]), reward=Length())
+        return ToolEnv([], name="chat", max_turns=3, user=ScriptedUser(["Go on.", "And then?"]), reward=Digits())
 
     rollout = {"group_size": group_size, "tasks_per_step": groups, "max_new_tokens": 24, "concurrency": 256}
     if k is not None:
@@ -261,7 +264,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             model_path = build_tiny_model(Path(tmp) / "tiny")
-            tiny_steps = 3 if quick else 6
+            tiny_steps = 4 if quick else 8
             for mode, k in VARIANTS:
                 rows.append(run_tiny(None if mode == "sync" else k, steps=tiny_steps, out=Path(tmp) / f"run-{mode}-{k}",
                                      model_path=model_path, groups=2 if quick else 4, group_size=4))
