@@ -258,3 +258,36 @@ def test_async_mode_needs_an_off_policy_correction(tmp_path, tiny_model_path):
     cfg["algorithm"]["tis_cap"] = None
     with pytest.raises(ConfigError, match="tis_cap"):
         config_from_dict(cfg)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_local_trainer_samples_through_traject_serve(tmp_path, tiny_model_path, mode):
+    """rollout.server_url: token-in/token-out sampling from a real ``traject serve``; the weights
+    reach it through its weight-update endpoint after every step."""
+    pytest.importorskip("uvicorn")
+    import httpx
+
+    from traject.serve import ServeEngine, ServerThread
+
+    server = ServerThread(ServeEngine.load(tiny_model_path, model_name="tiny")).start()
+    try:
+        cfg = _config(tmp_path, tiny_model_path, mode=mode, max_off_policy_steps=1,
+                      server_url=server.base_url + "/v1")
+        cfg.trainer.steps = 3
+        trainer = LocalTrainer(cfg, env_factory=lambda: ToolEnv([], max_turns=1, reward=Length()),
+                               train_tasks=TASKS, eval_tasks=[])
+        trainer.run()
+        health = httpx.get(server.base_url + "/health").json()
+        assert health["policy_version"] == 3
+        trajs = [json.loads(line) for line in open(tmp_path / "run" / "trajectories.jsonl")]
+        assert len(trajs) == 3 * 8
+        for t in trajs:
+            versions = t["info"]["policy_versions"]  # as the server reported them
+            assert t["info"]["step"] - min(versions) <= (1 if mode == "async" else 0)
+        # The server holds exactly the trained weights.
+        served = server.engine.policy.model
+        for a, b in zip(served.parameters(), trainer.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+        assert len(list((tmp_path / "run" / "pushed_weights").iterdir())) == 2
+    finally:
+        server.stop()

@@ -142,6 +142,9 @@ class RolloutConfig(_Section):
                                       "sampled at most this many updates ago.")
     on_stale: Literal["requeue", "drop"] = Field("requeue", description="async: what happens to a group beyond "
                                                  "max_off_policy_steps (counted either way).")
+    server_url: str | None = Field(None, description="Sample through this server's OpenAI API (traject serve, "
+                                   "SGLang; e.g. http://127.0.0.1:8000/v1), token in/token out; the weights go to "
+                                   "its /update_weights_from_disk after every step.")
 
 
 class EnvConfig(_Section):

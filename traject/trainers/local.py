@@ -28,6 +28,7 @@ import anyio
 import numpy as np
 import torch
 
+from traject.agents.hf.policy import HFPolicy
 from traject.agents.rollouts import Rollouts
 from traject.environments.base import Env
 from traject.rewards.base import Reward
@@ -36,7 +37,7 @@ from traject.trainers.batching import select_trainable, sequences_from_trajector
 from traject.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from traject.trainers.config import TrainConfig
 from traject.trainers.metrics import MetricsLogger
-from traject.trainers.offpolicy import Group, InProcessWeights, OffPolicyRollouts
+from traject.trainers.offpolicy import Group, InProcessWeights, OffPolicyRollouts, ServerWeights, WeightSink
 from traject.trainers.schedule import make_scheduler
 from traject.trainers.update import PolicyUpdater
 from traject.types import Status, Task, Trajectory
@@ -205,7 +206,7 @@ class LocalTrainer:
     def setup(self) -> None:
         if self._ready:
             return
-        from traject.agents.hf import HFPolicy, HFPolicyConfig
+        from traject.agents.hf import HFPolicyConfig
 
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,14 +225,28 @@ class LocalTrainer:
         common = dict(tool_format=cfg.model.tool_format, chat_template=resolve_chat_template(cfg.model.chat_template), max_new_tokens=rc.max_new_tokens,
                       max_batch_size=max(1, min(rc.concurrency, rc.group_size * rc.tasks_per_step)),
                       max_model_len=cfg.model.max_seq_len, seed=cfg.trainer.seed)
-        # Async training samples from its own copy of the weights while the model trains.
-        self.sampler_model = self.model
-        if rc.mode == "async":
-            self.sampler_model = copy.deepcopy(self.model).eval()
-            for p in self.sampler_model.parameters():
-                p.requires_grad_(False)
-        self.policy = HFPolicy(self.sampler_model, self.tokenizer, HFPolicyConfig(
-            temperature=rc.temperature, top_p=rc.top_p, **common))
+        # Sampling: in-process, from the model itself (sync) or its own copy of the weights
+        # (async: the model trains meanwhile), or through a server (rollout.server_url).
+        self.sampler_model: torch.nn.Module | None = self.model
+        self._weights: WeightSink | None = None
+        if rc.server_url:
+            from traject.agents.completions_policy import CompletionsPolicy, CompletionsPolicyConfig
+
+            self.sampler_model = None
+            self.policy = CompletionsPolicy(CompletionsPolicyConfig(
+                model=mc_name(cfg), base_url=rc.server_url, temperature=rc.temperature, top_p=rc.top_p,
+                max_tokens=rc.max_new_tokens, max_model_len=cfg.model.max_seq_len, tool_format=cfg.model.tool_format,
+                chat_template=common["chat_template"]), tokenizer=self.tokenizer)
+            self._weights = ServerWeights(self.model, self.tokenizer, self.policy, self.out_dir / "pushed_weights")
+        else:
+            if rc.mode == "async":
+                self.sampler_model = copy.deepcopy(self.model).eval()
+                for p in self.sampler_model.parameters():
+                    p.requires_grad_(False)
+            self.policy = HFPolicy(self.sampler_model, self.tokenizer, HFPolicyConfig(
+                temperature=rc.temperature, top_p=rc.top_p, **common))
+            if rc.mode == "async":
+                self._weights = InProcessWeights(self.model, self.policy)
         self.eval_policy = HFPolicy(self.model, self.tokenizer, HFPolicyConfig(
             temperature=cfg.eval.temperature, **common))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
@@ -263,7 +278,6 @@ class LocalTrainer:
 
     def save(self) -> Path:
         assert self.model is not None
-        self.state["policy_version"] = self.policy.version
         # What the logs held when this state was saved: a resumed run cuts them back to it.
         self.state["log_sizes"] = {name: (self.out_dir / name).stat().st_size if (self.out_dir / name).exists() else 0
                                    for name in _LOGS}
@@ -281,7 +295,9 @@ class LocalTrainer:
         state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.step = int(state.pop("step"))
         self.state.update(state)
-        self.policy.version = self.eval_policy.version = int(self.state.get("policy_version", 0))
+        self.eval_policy.version = int(self.state.get("policy_version", 0))
+        if isinstance(self.policy, HFPolicy):
+            self.policy.version = self.eval_policy.version
         if (path / "ref_model.pt").exists():
             self.ref_model = copy.deepcopy(self.model).eval()
             self.ref_model.load_state_dict(torch.load(path / "ref_model.pt", weights_only=True))
@@ -354,7 +370,7 @@ class LocalTrainer:
             conversations = conversations_from_trajectories(demos, tools, only_successful=sc.only_successful)
             self.log(f"sft: {len(conversations)} demonstrations from {sc.script} "
                      f"(success {_mean([float(t.success) for t in demos]):.2f})")
-        seqs = supervised_sequences(self.policy.renderer, conversations, max_len=self.config.model.max_seq_len)
+        seqs = supervised_sequences(self.eval_policy.renderer, conversations, max_len=self.config.model.max_seq_len)
 
         def on_step(i: int, m: dict[str, float]) -> None:
             if i % 10 == 0:
@@ -381,7 +397,14 @@ class LocalTrainer:
         trajs = await self.rollout(tasks, group_size=cfg.rollout.group_size,
                                    seed=self._rollout_seed(step), policy=self.policy)
         t_roll = time.perf_counter()
-        metrics = await self._learn(trajs, updater, step=step, t0=t0, t_roll=t_roll)
+        if self._weights is None:
+            metrics = await self._learn(trajs, updater, step=step, t0=t0, t_roll=t_roll)
+        else:  # a server samples: it gets the new weights before the next step
+            version = int(self.state["policy_version"]) + 1
+            metrics = await self._learn(trajs, updater, step=step, t0=t0, t_roll=t_roll, version=version)
+            await self._weights.push(version)
+            metrics["time/push_s"] = time.perf_counter() - t0 - metrics["time/step_s"]
+            metrics["time/step_s"] = time.perf_counter() - t0
         self.metrics.log(step, metrics)
         self.step += 1
         return metrics
@@ -397,7 +420,7 @@ class LocalTrainer:
                                  groups_per_step=rc.tasks_per_step, max_off_policy_steps=rc.max_off_policy_steps,
                                  on_stale=rc.on_stale, concurrency=rc.concurrency,
                                  episode_timeout_s=rc.episode_timeout_s, reward=self.reward,
-                                 version=self.policy.version, start_batch=self.step)
+                                 version=int(self.state["policy_version"]), start_batch=self.step)
 
     async def async_train_step(self, rl: OffPolicyRollouts, updater: PolicyUpdater) -> dict[str, Any]:
         """One step of ``rollout.mode: async``: the next batch within the staleness bound (the
@@ -418,20 +441,22 @@ class LocalTrainer:
             m["offpolicy/groups_in_flight"] = rl.in_flight
             return m
 
+        assert self._weights is not None
         metrics = await rl.step(learn, self._weights)
         t_end = time.perf_counter()
         metrics["time/push_s"] = t_end - t0 - metrics["time/step_s"]
         metrics["time/step_s"] = t_end - t0
-        metrics["sampler/busy_s"] = self.policy.busy_s
+        if isinstance(self.policy, HFPolicy):
+            metrics["sampler/busy_s"] = self.policy.busy_s
         self.metrics.log(step, metrics)
         self.step += 1
         return metrics
 
     async def _learn(self, trajs: list[Trajectory], updater: PolicyUpdater, *, step: int, t0: float,
                      t_roll: float, version: int | None = None) -> dict[str, Any]:
-        """Advantages, the update, the trajectories written, the step's metrics. ``version``
-        (async mode) is the version the update makes; the update then runs in a worker thread
-        while the producer keeps generating."""
+        """Advantages, the update, the trajectories written, the step's metrics. ``version`` is
+        the version the update makes when the sampler has weights of its own (async, or a
+        server); the update then runs in a worker thread, so generation goes on meanwhile."""
         cfg = self.config
         kept, drops = select_trainable(trajs)
         advantages = compute_advantages(kept, cfg.algorithm)
@@ -445,9 +470,10 @@ class LocalTrainer:
             # The schedule counts trainer steps, also those whose update was skipped.
             warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
             self.scheduler.step()
-        if version is None:
+        if version is None:  # the sampler shares the model
             self.policy.version += 1
             version = self.policy.version
+        self.state["policy_version"] = version
         self.eval_policy.version = version
         t_upd = time.perf_counter()
         for t in trajs:
@@ -508,14 +534,16 @@ class LocalTrainer:
             evals[eval_before] = await self.evaluate(eval_before)
             self.save()
         updater = self._make_updater()
-        if cfg.rollout.mode == "async":
+        if self._weights is not None:
             # The sampler starts from the weights as they are now (after SFT, or resumed).
-            self._weights = InProcessWeights(self.model, self.policy)
-            await self._weights.push(self.policy.version)
+            await self._weights.push(int(self.state["policy_version"]))
+        if cfg.rollout.mode == "async":
             async with self.off_policy_rollouts() as rl:
                 stopped = await self._train_steps(lambda: self.async_train_step(rl, updater), stop_after)
         else:
             stopped = await self._train_steps(lambda: self.train_step(updater), stop_after)
+        if self.config.rollout.server_url:
+            await self.policy.aclose()
         if stopped:
             self.save()
             return TrainResult(self.out_dir, self.step, evals, self.state.get("sft_metrics", {}),
@@ -557,6 +585,11 @@ class LocalTrainer:
 
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         return anyio.run(lambda: self.arun(stop_after=stop_after))
+
+
+def mc_name(cfg: TrainConfig) -> str:
+    """The model's name in requests to a server (traject serve answers whatever it is)."""
+    return Path(cfg.model.path).name if cfg.model.path else "traject-tiny"
 
 
 def _mean(xs: Sequence[float]) -> float:

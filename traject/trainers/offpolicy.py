@@ -25,10 +25,12 @@ importance sampling against the sampler's logprobs (``algorithm.tis_cap``).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -40,7 +42,8 @@ from traject.environments.base import Env
 from traject.rewards.base import Reward
 from traject.types import Task, Trajectory
 
-__all__ = ["Group", "InProcessWeights", "OffPolicyRollouts", "OffPolicyStats", "WeightSink", "turn_versions"]
+__all__ = ["Group", "InProcessWeights", "OffPolicyRollouts", "OffPolicyStats", "ServerWeights", "WeightSink",
+           "turn_versions"]
 
 R = TypeVar("R")
 
@@ -62,6 +65,34 @@ class InProcessWeights:
 
     async def push(self, version: int) -> None:
         await anyio.to_thread.run_sync(self.policy.load_weights, self.source, version)
+
+
+class ServerWeights:
+    """Saves the learner's model under ``directory`` and has the inference server load it
+    (``CompletionsPolicy.update_weights``: traject serve's or SGLang's weight-update endpoint).
+    Only the newest ``keep`` saves stay on disk."""
+
+    def __init__(self, source: Any, tokenizer: Any, policy: Any, directory: str | Path, keep: int = 2) -> None:
+        self.source = source
+        self.tokenizer = tokenizer
+        self.policy = policy
+        self.directory = Path(directory)
+        self.keep = keep
+        self.version: int | None = None
+
+    def _save(self, path: Path) -> None:
+        self.source.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    async def push(self, version: int) -> None:
+        path = self.directory / f"v{version:06d}"
+        await anyio.to_thread.run_sync(self._save, path)
+        served = await self.policy.update_weights(str(path.resolve()), version)
+        if served != version:
+            raise RuntimeError(f"the server serves policy version {served} after loading version {version}")
+        self.version = version
+        old = sorted(self.directory.glob("v[0-9]*"))[:-self.keep]
+        await anyio.to_thread.run_sync(lambda: [shutil.rmtree(p, ignore_errors=True) for p in old])
 
 
 def turn_versions(traj: Trajectory) -> list[int]:
