@@ -14,9 +14,12 @@ Every variant runs the same code as ``LocalTrainer``'s ``rollout.mode: async``:
     generated under the current weights, then trained on. Each sample of a group is its own
     episode in the engine model (own output lengths and tool latencies); every variant gets
     the same draws for the same batch.
-(b) tiny model: the real ``LocalTrainer`` on a locally built tiny model (CPU), sampling
-    in-process with HFPolicy (``traject serve`` is not used: see the note printed with it),
-    ``rollout.mode`` sync vs async; 3-turn conversations with a scripted user.
+(b) tiny model: the real ``LocalTrainer`` on a locally built tiny model (CPU), sampling through
+    ``traject serve`` (a separate process: ``rollout.server_url``, token in/token out, the
+    weights pushed to its weight-update endpoint after every step), ``rollout.mode`` sync vs
+    async; 3-turn conversations with a scripted user. Sync here is LocalTrainer's own sync
+    mode (generate, train, push). ``--tiny-in-process`` samples with an in-process HFPolicy
+    instead (no server).
 
 Steps/s are steady state: from the end of the first step to the end of the last (the first
 step fills the pipeline). Model busy is the share of that time the inference engine (a) or
@@ -176,7 +179,47 @@ async def run_sim(sim: Sim, w: Workload, *, k: int, steps: int, groups: int, gro
 # --- (b) the tiny model, in-process ----------------------------------------------------------
 
 
-def run_tiny(k: int | None, *, steps: int, out: Path, model_path: Path, groups: int, group_size: int) -> Row:
+class Served:
+    """``traject serve MODEL`` in its own process, on a free port of 127.0.0.1."""
+
+    def __init__(self, model_path: Path, max_batch_size: int) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "traject.cli", "serve", str(model_path), "--port", str(port),
+                                      "--max-batch-size", str(max_batch_size), "--model-name", "tiny"],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else ""
+                self.close()
+                raise RuntimeError(f"traject serve did not come up: {err[-2000:]}")
+            time.sleep(0.25)
+
+    def busy_s(self) -> float:
+        return float(httpx.get(self.base + "/health", timeout=30).json()["busy_s"])
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+
+
+def run_tiny(k: int | None, *, steps: int, out: Path, model_path: Path, groups: int, group_size: int,
+             server: Served | None) -> Row:
     from traject.environments.users.scripted import ScriptedUser
     from traject.rewards.base import Reward
     from traject.trainers.config import config_from_dict
@@ -195,7 +238,10 @@ def run_tiny(k: int | None, *, steps: int, out: Path, model_path: Path, groups: 
     def env() -> ToolEnv:
         return ToolEnv([], name="chat", max_turns=3, user=ScriptedUser(["Go on.", "And then?"]), reward=Digits())
 
-    rollout = {"group_size": group_size, "tasks_per_step": groups, "max_new_tokens": 24, "concurrency": 256}
+    rollout: dict[str, object] = {"group_size": group_size, "tasks_per_step": groups, "max_new_tokens": 24,
+                                  "concurrency": 256}
+    if server is not None:
+        rollout["server_url"] = server.base + "/v1"
     if k is not None:
         rollout.update(mode="async", max_off_policy_steps=k)
     cfg = config_from_dict({
@@ -211,7 +257,7 @@ def run_tiny(k: int | None, *, steps: int, out: Path, model_path: Path, groups: 
     def on_log(msg: str) -> None:
         if msg.startswith("step "):
             ends.append(time.perf_counter())
-            busy.append(trainer.policy.busy_s)
+            busy.append(server.busy_s() if server is not None else trainer.policy.busy_s)
 
     trainer.log = on_log
     t0 = time.perf_counter()
@@ -219,7 +265,7 @@ def run_tiny(k: int | None, *, steps: int, out: Path, model_path: Path, groups: 
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
     steps_m = [r for r in records if "reward/mean" in r]
     stale = [r.get("offpolicy/staleness_mean", 0.0) for r in steps_m]
-    return Row("(b) tiny model, in-process", "sync" if k is None else "async", k or 0, steps,
+    return Row("(b) tiny model, traject serve" if server is not None else "(b) tiny model, in-process", "sync" if k is None else "async", k or 0, steps,
                ends[-1] - ends[0], busy[-1] - busy[0], ends[-1] - t0, sum(stale) / len(stale),
                int(sum(r.get("offpolicy/stale_requeued_groups", 0) for r in steps_m)),
                int(sum(r.get("offpolicy/stale_dropped_groups", 0) for r in steps_m)),
@@ -240,6 +286,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=None, help="(a) groups (tasks) per step (default 8; quick 4)")
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--skip-tiny", action="store_true", help="only workload (a)")
+    parser.add_argument("--tiny-in-process", action="store_true", help="(b) sample in-process, not through traject serve")
     parser.add_argument("--no-priority", action="store_true")
     args = parser.parse_args()
     raised = "unchanged" if args.no_priority else raise_priority()
@@ -265,10 +312,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             model_path = build_tiny_model(Path(tmp) / "tiny")
             tiny_steps = 4 if quick else 8
-            for mode, k in VARIANTS:
-                rows.append(run_tiny(None if mode == "sync" else k, steps=tiny_steps, out=Path(tmp) / f"run-{mode}-{k}",
-                                     model_path=model_path, groups=2 if quick else 4, group_size=4))
-                print(json.dumps(rows[-1].as_dict()), flush=True)
+            tiny_groups = 2 if quick else 4
+            served = None if args.tiny_in_process else Served(model_path, max_batch_size=3 * tiny_groups * 4)
+            try:
+                for mode, k in VARIANTS:
+                    rows.append(run_tiny(None if mode == "sync" else k, steps=tiny_steps,
+                                         out=Path(tmp) / f"run-{mode}-{k}", model_path=model_path, groups=tiny_groups,
+                                         group_size=4, server=served))
+                    print(json.dumps(rows[-1].as_dict()), flush=True)
+            finally:
+                if served is not None:
+                    served.close()
     sync = {r.workload: r for r in rows if r.variant == "sync"}
     for r in rows:
         r.extra["speedup_vs_sync"] = r.steps_per_s / sync[r.workload].steps_per_s
