@@ -291,3 +291,24 @@ def test_local_trainer_samples_through_traject_serve(tmp_path, tiny_model_path, 
         assert len(list((tmp_path / "run" / "pushed_weights").iterdir())) == 2
     finally:
         server.stop()
+
+
+def test_async_mode_resumes_with_the_saved_version(tmp_path, tiny_model_path):
+    def trainer():
+        cfg = _config(tmp_path, tiny_model_path, mode="async", max_off_policy_steps=2)
+        return LocalTrainer(cfg, env_factory=lambda: ToolEnv([], max_turns=1, reward=Length()), train_tasks=TASKS,
+                            eval_tasks=[])
+
+    first = trainer()
+    first.run(stop_after=2)
+    assert first.step == 2 and first.policy.version == 2
+    resumed = trainer()
+    resumed.run()
+    assert resumed.step == 4 and resumed.policy.version == 4
+    for a, b in zip(resumed.policy.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["policy_version"] for r in records if "reward/mean" in r] == [1, 2, 3, 4]
+    for line in open(tmp_path / "run" / "trajectories.jsonl"):
+        t = json.loads(line)
+        assert 0 <= t["info"]["step"] - min(t["info"]["policy_versions"]) <= 2

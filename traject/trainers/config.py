@@ -257,14 +257,6 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"section {key!r} must be validated by config_from_dict")
         return self
 
-    @model_validator(mode="after")
-    def _async_is_corrected(self) -> TrainConfig:
-        if (self.rollout.mode == "async" and self.algorithm.tis_cap is None
-                and self.algorithm.old_logprobs != "sampler"):
-            raise ValueError("rollout.mode async trains on samples from older weights: set algorithm.tis_cap "
-                             "(e.g. 2.0) for truncated importance sampling against the sampler's logprobs")
-        return self
-
     def section(self, name: str) -> BaseModel | None:
         """A backend's own section (e.g. ``verl``), or None if the config has none."""
         return (self.model_extra or {}).get(name)
@@ -373,6 +365,15 @@ def format_validation_error(exc: ValidationError, source: str, prefix: tuple[str
     return "\n".join(lines)
 
 
+def off_policy_problem(cfg: TrainConfig) -> str | None:
+    """Why an async config cannot train as it stands (no off-policy correction), or None."""
+    if cfg.rollout.mode == "async" and cfg.algorithm.tis_cap is None and cfg.algorithm.old_logprobs != "sampler":
+        return ("algorithm.tis_cap: rollout.mode async trains on samples from older weights, and nothing corrects "
+                "for them.\n  Fix: set algorithm.tis_cap to a number, e.g. 2.0 (truncated importance sampling "
+                "against the sampler's logprobs).")
+    return None
+
+
 def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> TrainConfig:
     if "backend" in data and data["backend"] not in ("local", *_BACKEND_SECTIONS):
         # A backend registers its section on import: give it the chance before validating.
@@ -395,9 +396,13 @@ def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> Train
     if errors:
         raise ConfigError("\n".join(errors))
     try:
-        return TrainConfig.model_validate(data)
+        cfg = TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    problem = off_policy_problem(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return cfg
 
 
 def _import_backend(name: str) -> None:

@@ -35,7 +35,7 @@ from traject.rewards.base import Reward
 from traject.trainers.advantage import compute_advantages
 from traject.trainers.batching import select_trainable, sequences_from_trajectories
 from traject.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from traject.trainers.config import TrainConfig
+from traject.trainers.config import ConfigError, TrainConfig, off_policy_problem
 from traject.trainers.metrics import MetricsLogger
 from traject.trainers.offpolicy import Group, InProcessWeights, OffPolicyRollouts, ServerWeights, WeightSink
 from traject.trainers.schedule import make_scheduler
@@ -209,6 +209,9 @@ class LocalTrainer:
         from traject.agents.hf import HFPolicyConfig
 
         cfg = self.config
+        problem = off_policy_problem(cfg)
+        if problem:
+            raise ConfigError(f"training config: {problem}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(cfg.to_yaml())
         torch.manual_seed(cfg.trainer.seed)
@@ -234,7 +237,7 @@ class LocalTrainer:
 
             self.sampler_model = None
             self.policy = CompletionsPolicy(CompletionsPolicyConfig(
-                model=mc_name(cfg), base_url=rc.server_url, temperature=rc.temperature, top_p=rc.top_p,
+                model=_served_model_name(cfg), base_url=rc.server_url, temperature=rc.temperature, top_p=rc.top_p,
                 max_tokens=rc.max_new_tokens, max_model_len=cfg.model.max_seq_len, tool_format=cfg.model.tool_format,
                 chat_template=common["chat_template"]), tokenizer=self.tokenizer)
             self._weights = ServerWeights(self.model, self.tokenizer, self.policy, self.out_dir / "pushed_weights")
@@ -587,7 +590,7 @@ class LocalTrainer:
         return anyio.run(lambda: self.arun(stop_after=stop_after))
 
 
-def mc_name(cfg: TrainConfig) -> str:
+def _served_model_name(cfg: TrainConfig) -> str:
     """The model's name in requests to a server (traject serve answers whatever it is)."""
     return Path(cfg.model.path).name if cfg.model.path else "traject-tiny"
 
