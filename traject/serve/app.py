@@ -97,7 +97,8 @@ def build_app(engine: ServeEngine) -> Starlette:
             "max_model_len": engine.max_model_len, "policy_version": engine.version}]})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "policy_version": engine.version})
+        return JSONResponse({"status": "ok", "policy_version": engine.version,
+                             "busy_s": engine.policy.busy_s})  # seconds the model spent sampling
 
     async def completions(request: Request) -> JSONResponse:
         req = await _parse(request, CompletionRequest)

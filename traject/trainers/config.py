@@ -136,6 +136,15 @@ class RolloutConfig(_Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(128, ge=1)
     episode_timeout_s: float | None = Field(None, gt=0)
+    mode: Literal["sync", "async"] = Field("sync", description="sync: generate a batch, then train on it. async: "
+                                           "keep generating while training (off-policy, see max_off_policy_steps).")
+    max_off_policy_steps: int = Field(1, ge=0, description="async: train on a group only if its oldest turn was "
+                                      "sampled at most this many updates ago.")
+    on_stale: Literal["requeue", "drop"] = Field("requeue", description="async: what happens to a group beyond "
+                                                 "max_off_policy_steps (counted either way).")
+    server_url: str | None = Field(None, description="Sample through this server's OpenAI API (traject serve, "
+                                   "SGLang; e.g. http://127.0.0.1:8000/v1), token in/token out; the weights go to "
+                                   "its /update_weights_from_disk after every step.")
 
 
 class EnvConfig(_Section):
@@ -356,6 +365,15 @@ def format_validation_error(exc: ValidationError, source: str, prefix: tuple[str
     return "\n".join(lines)
 
 
+def off_policy_problem(cfg: TrainConfig) -> str | None:
+    """Why an async config cannot train as it stands (no off-policy correction), or None."""
+    if cfg.rollout.mode == "async" and cfg.algorithm.tis_cap is None and cfg.algorithm.old_logprobs != "sampler":
+        return ("algorithm.tis_cap: rollout.mode async trains on samples from older weights, and nothing corrects "
+                "for them.\n  Fix: set algorithm.tis_cap to a number, e.g. 2.0 (truncated importance sampling "
+                "against the sampler's logprobs).")
+    return None
+
+
 def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> TrainConfig:
     if "backend" in data and data["backend"] not in ("local", *_BACKEND_SECTIONS):
         # A backend registers its section on import: give it the chance before validating.
@@ -378,9 +396,13 @@ def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> Train
     if errors:
         raise ConfigError("\n".join(errors))
     try:
-        return TrainConfig.model_validate(data)
+        cfg = TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    problem = off_policy_problem(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return cfg
 
 
 def _import_backend(name: str) -> None:

@@ -98,6 +98,8 @@ class HFPolicy:
         self.version = 0
         # Held while a batch samples and while new weights are copied in (both in worker threads).
         self._weights_lock = threading.Lock()
+        #: Seconds spent sampling batches (the model's busy time).
+        self.busy_s = 0.0
         self._rng = random.Random(self.config.seed)
         self.batcher: MicroBatcher[SampleRequest, SampleResult] = MicroBatcher(
             self._run_batch, max_batch_size=self.config.max_batch_size, wait_s=self.config.batch_wait_s)
@@ -120,6 +122,7 @@ class HFPolicy:
 
     def _run_batch(self, requests: list[SampleRequest]) -> list[SampleResult]:
         with self._weights_lock:
+            t0 = time.perf_counter()
             was_training = self.model.training
             self.model.eval()
             try:
@@ -127,6 +130,7 @@ class HFPolicy:
                                        pad_id=self.pad_id, vocab_limit=len(self.tokenizer))
             finally:
                 self.model.train(was_training)
+                self.busy_s += time.perf_counter() - t0
             # The version of the weights that sampled, even if it changes while results travel back.
             return [dataclasses.replace(r, policy_version=self.version) for r in results]
 
