@@ -157,9 +157,15 @@ def hydra_overrides(cfg: TrainConfig, files: LaunchFiles) -> list[str]:
         "actor_rollout_ref.actor.optim.weight_decay": o.weight_decay,
         "actor_rollout_ref.actor.optim.betas": list(o.betas),
         "actor_rollout_ref.actor.optim.clip_grad": o.grad_clip if o.grad_clip is not None else 1e9,
-        "actor_rollout_ref.actor.optim.lr_scheduler_type": o.schedule,
         "actor_rollout_ref.actor.optim.lr_warmup_steps": o.warmup_steps if o.warmup_steps else -1,
-        "actor_rollout_ref.actor.optim.min_lr_ratio": o.min_lr_ratio,
+    }
+    if v.strategy == "megatron":
+        o_ |= {"actor_rollout_ref.actor.optim.lr_decay_style": o.schedule,
+               "actor_rollout_ref.actor.optim.min_lr": o.lr * o.min_lr_ratio}
+    else:
+        o_ |= {"actor_rollout_ref.actor.optim.lr_scheduler_type": o.schedule,
+               "actor_rollout_ref.actor.optim.min_lr_ratio": o.min_lr_ratio}
+    o_ |= {
         "data.train_files": str(files.train_file),
         "data.val_files": str(files.val_file or files.train_file),
         "data.train_batch_size": r.tasks_per_step,
@@ -306,7 +312,7 @@ def compose(cfg: TrainConfig, overrides: list[str]) -> Any:
     _, name, where = MODES[cfg.trainer.mode]
     config_dir = str(Path(verl.__file__).parent / where)
     with initialize_config_dir(config_dir=config_dir, version_base=None):
-        conf = hydra_compose(config_name=name, overrides=[x for x in overrides if not x.startswith("hydra.")])
+        conf = hydra_compose(config_name=name, overrides=list(overrides))
     if cfg.trainer.mode != "sync":
         conf.actor_rollout_ref.rollout.nnodes = conf.rollout.nnodes
         conf.actor_rollout_ref.rollout.n_gpus_per_node = conf.rollout.n_gpus_per_node
