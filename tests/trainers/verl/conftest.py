@@ -24,14 +24,14 @@ def compose_verl_config(overrides: list[str]):
         return compose(config_name="ppo_trainer", overrides=overrides)
 
 
-def verl_config(tmp_path, model, *, env: str = "lookup", n_tasks: int = 3, group_size: int = 2,
+def verl_config(tmp_path, model, *, env_name: str = "lookup", n_tasks: int = 3, group_size: int = 2,
                 response_length: int = 512, env_config=None, tasks=None, **sections):
-    """traject's one TrainConfig, for the veRL engine, on ``env``'s tasks (no eval set)."""
+    """traject's one TrainConfig, for the veRL engine, on ``env_name``'s tasks (no eval set)."""
     from traject.trainers.config import config_from_dict
 
     data = {"backend": "verl",
             "model": {"path": str(model), "max_seq_len": 1024 + response_length},
-            "env": {"name": env, "config": env_config or {},
+            "env": {"name": env_name, "config": env_config or {},
                     "tasks": tasks or {"split": "train", "n": n_tasks, "seed": 3}},
             "eval": {"tasks": {}},
             "rollout": {"group_size": group_size, "tasks_per_step": n_tasks},

@@ -38,7 +38,7 @@ async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, c
 
     default_cache().clear()
     user = chat_server(user_llm)
-    cfg = make_config(tmp_path, tiny_model, env="empathy", env_config={"user_base_url": user.url, "user_model": "u"},
+    cfg = make_config(tmp_path, tiny_model, env_name="empathy", env_config={"user_base_url": user.url, "user_model": "u"},
                       tasks={"n": 2}, group_size=2, n_tasks=2, verl={"agent_workers": 1})
     files = prepare(cfg)
     conf = compose(hydra_overrides(cfg, files))

@@ -35,6 +35,7 @@ from verl.experimental.reward_loop.reward_manager import register  # noqa: E402
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase  # noqa: E402
 
 from traject.rewards.base import GroupReward  # noqa: E402
+from traject.trainers.group_reward import load_group_reward  # noqa: E402
 from traject.trainers.verl.dataset import task_from_row  # noqa: E402
 from traject.trainers.verl.output import reward_info  # noqa: E402
 from traject.types import RewardResult, Trajectory  # noqa: E402
@@ -59,17 +60,6 @@ class GroupRewardSettings(BaseModel):
             raise RuntimeError(f"the {NAME} reward manager needs {SETTINGS_ENV} (set by traject's veRL launcher "
                                "when env.group_reward is configured)")
         return cls.model_validate_json(raw)
-
-
-def load_group_reward(target: str, args: dict[str, Any]) -> GroupReward:
-    from traject.eval.policies import load_object
-
-    obj = load_object(target)
-    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, GroupReward)):
-        obj = obj(**args)
-    if not isinstance(obj, GroupReward):
-        raise TypeError(f"env.group_reward {target!r} gives {type(obj).__name__}, not a traject GroupReward")
-    return obj
 
 
 @dataclass
