@@ -25,8 +25,8 @@ from traject.trainers.verl.output import TOKEN_SCORES  # noqa: E402
 
 
 class TrajectAgentLoopWorker(AgentLoopWorker):
-    def _postprocess(self, inputs: list[Any], input_non_tensor_batch: dict | None = None) -> Any:
-        out = super()._postprocess(inputs, input_non_tensor_batch)
+    def _postprocess(self, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        out = super()._postprocess(inputs, *args, **kwargs)
         if "rm_scores" not in out.batch.keys():
             return out
         rm = out.batch["rm_scores"]
