@@ -185,13 +185,14 @@ async def test_group_reward_through_verls_reward_loop(verl_setup, batch_for, tin
     solver = LookupSolver(modes=("correct", "wrong", "correct", "fail"))
     client = ScriptedServerClient(conf, solver, str(tiny_model))
     worker = AgentLoopWorker(conf, client, None, [reward_worker])
-    out = await worker.generate_sequences(batch_for(conf, files.train_file, 4))
+    batch = batch_for(conf, files.train_file, 4)
+    out = await worker.generate_sequences(batch)
 
     nt = out.non_tensor_batch
     assert len(out) == 8
     by_uid: dict = {}
-    for i in range(len(out)):
-        by_uid.setdefault(nt["uid"][i], []).append(i)
+    for i in range(len(out)):  # the trainer joins the output with its batch (uid) row by row
+        by_uid.setdefault(batch.non_tensor_batch["uid"][i], []).append(i)
     assert sorted(len(v) for v in by_uid.values()) == [4, 4]
     for idx in by_uid.values():
         modes = sorted(solver.assigned[nt["traject_request_id"][i]] for i in idx)
