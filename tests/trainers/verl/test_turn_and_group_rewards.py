@@ -1,6 +1,7 @@
 """Turn rewards and group rewards on the veRL engine, through veRL's own machinery on CPU.
 
-* Per-step rewards (G-RA's gated step rewards over a real step reward) land in veRL's
+* Per-turn rewards (CM2's checklist reward, judged by a scripted judge over HTTP) and
+  per-step rewards (G-RA's gated step rewards over a real step reward) land in veRL's
   token-level scores on the last token of the turn they belong to: through the legacy
   AgentLoopWorker (as TrajectAgentLoopWorker, which the launcher selects) and through V1's
   ``AgentLoopOutput.as_dict``; then the registered traject_turn estimator spreads each
@@ -208,3 +209,87 @@ async def test_group_reward_through_verls_reward_loop(verl_setup, batch_for, tin
             assert nt["traject_infra_error"][i] == (1.0 if mode == "fail" else 0.0)
             if mode == "fail":
                 assert int(out.batch["response_mask"][i].sum()) == 0
+
+
+def cm2_item(iid, question, focus, weight):
+    return {"id": iid, "question": question, "focus_on": focus, "pass_condition": f"pass {iid}",
+            "failure_examples": [f"fail {iid}"], "evidence": [{"turn": 0, "step": 0, "from": focus, "snippet": "s"}],
+            "required_for_next_turn": False, "dependence": [], "weight": weight}
+
+
+CM2_CHECKLIST = [
+    {"turn": 0, "items": [cm2_item("C0", "Called weather for Paris?", "assistant.tool_calls", 0.5),
+                          cm2_item("C1", "Reported 18 C?", "assistant.content.user_visible_reply", 0.5)]},
+    {"turn": 1, "items": [cm2_item("D0", "Reported 12 C in London?", "assistant.content.user_visible_reply", 1.0)]},
+]
+
+
+def make_cm2_weather(judge_url: str):
+    """A two-user-turn weather env scored by CM2's checklist reward (judged over HTTP)."""
+    from traject.environments.tool_env import ToolEnv
+    from traject.environments.users.scripted import ScriptedUser
+    from traject.rewards.checklist import ChecklistReward
+    from traject.rewards.judge import JudgeConfig, LLMJudge
+    from traject.tools.decorator import tool
+
+    @tool(name="weather")
+    async def weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: The city.
+        """
+        return {"Paris": "18 C", "London": "12 C"}.get(city, "unknown city")
+
+    judge = LLMJudge(JudgeConfig(base_url=judge_url, model="judge", backoff_s=0.01, parse_retries=0))
+    return ToolEnv([weather], name="weather_cm2", system_prompt="", user=ScriptedUser(["And London?"]),
+                   reward=ChecklistReward(judge))
+
+
+def cm2_tasks(split: str = "train", n: int = 1, seed: int = 0, **_):
+    from traject.types import Task
+
+    return [Task(id=f"w{i}", prompt="Weather in Paris?", data={"checklist": CM2_CHECKLIST}) for i in range(n)]
+
+
+def cm2_judge(req):
+    """The judge passes every item but C1, so turn 0 scores 0.5 and turn 1 scores 1.0."""
+    import re
+
+    question = re.search(r"^Question: (.*)$", req.last_user_text, re.M).group(1)
+    return json.dumps({"high_level_understanding_of_the_question": question, "analysis_of_if_focus_on": "-",
+                       "analysis_of_pass_condition": "-", "analysis_of_failure_examples": "-",
+                       "answer": question != "Reported 18 C?"})
+
+
+def weather_script(prompt: str, turn: int, request_id: str) -> str:
+    from traject.trainers.verl.testing import _call
+
+    return [_call("weather", {"city": "Paris"}), "It is 18 C in Paris.",
+            _call("weather", {"city": "London"}), "It is 12 C in London."][min(turn, 3)]
+
+
+async def test_cm2_turn_rewards_land_on_their_turns_tokens(verl_setup, batch_for, tiny_model, chat_server):
+    from traject.environments.registry import register_env
+    from traject.trainers.verl.worker_loop import TrajectAgentLoopWorker
+
+    judge = chat_server(cm2_judge)
+    register_env("weather_cm2", make_cm2_weather, tasks=cm2_tasks, description="CM2-scored weather (test)")
+    cfg, files, conf = verl_setup(n_tasks=1, group_size=2, env={"name": "weather_cm2", "config": {"judge_url": judge.url}},
+                                  algorithm={"advantage": "turn", "turn_rewards": "per_turn"}, verl={"use_v1": False})
+    client = ScriptedServerClient(conf, weather_script, str(tiny_model))
+    out = await TrajectAgentLoopWorker(conf, client).generate_sequences(batch_for(conf, files.train_file, 2))
+
+    prompt_w = out.batch["prompts"].shape[1]
+    trajs = stored(Path(cfg.trainer.out_dir))
+    for i in range(len(out)):
+        traj = trajs[out.non_tensor_batch["traject_trajectory_id"][i]]
+        assert traj.reward.per_turn == pytest.approx([0.5, 1.0]) and not traj.reward.failed
+        n_resp = int(out.batch["attention_mask"][i, prompt_w:].sum())
+        turns = runs(out.batch["response_mask"][i, :n_resp].tolist())
+        assert len(turns) == 4  # call, reply | (user) | call, reply
+        rm = out.batch["rm_scores"][i]
+        ends = [b - 1 for _, b in turns]
+        # each assistant message carries its conversation turn's reward, on its last token
+        assert rm[ends].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0])
+        assert float(rm.sum()) == pytest.approx(3.0)
