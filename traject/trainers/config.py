@@ -259,6 +259,10 @@ def _shared_check(cfg: TrainConfig) -> list[tuple[str, str, str]]:
         out.append(("rollout.group_size", f"env.group_reward ({cfg.env.group_reward}) scores the G samples of "
                     "a task against each other, and a group of 1 has nothing to compare",
                     "set rollout.group_size to 2 or more, or remove env.group_reward"))
+    if cfg.env.group_reward and cfg.algorithm.advantage == "turn":
+        out.append(("env.group_reward", "the turn estimator trains on per-turn rewards, and a group reward "
+                    "scores whole trajectories, so it would count for nothing",
+                    "use a sequence-level estimator (algorithm.advantage: grpo, rloo, ...), or remove env.group_reward"))
     return out
 
 

@@ -85,6 +85,10 @@ def test_group_reward_with_a_group_of_one_is_refused(tmp_path, backend):
                                  env={"group_reward": "traject.rewards.gui.region_consistency:RegionConsistency"}))
     with pytest.raises(ConfigError, match=r"rollout.group_size: .*a group of 1 has nothing to compare"):
         load_config(p)
+    turn = _write(tmp_path, _config(tmp_path, backend=backend, algorithm={"advantage": "turn"},
+                                    env={"group_reward": "traject.rewards.consensus:MajorityVote"}))
+    with pytest.raises(ConfigError, match=r"env.group_reward: the turn estimator .* count for nothing"):
+        load_config(turn)
 
 
 def test_overrides_map_the_shared_sections(tmp_path):

@@ -11,9 +11,10 @@ field and the engine that supports it), never silently dropped. Only settings th
 count: a default the veRL engine does not use (``trainer.threads``, say) is not an error.
 
 >>> from traject.trainers.config import config_from_dict
->>> cfg = config_from_dict({"backend": "verl", "model": {"path": "Qwen/Qwen2.5-0.5B-Instruct"}})
->>> cfg.section("verl").rollout, cfg.section("verl").use_v1
-('vllm', True)
+>>> cfg = config_from_dict({"backend": "verl", "model": {"path": "Qwen/Qwen2.5-0.5B-Instruct"},
+...                         "verl": {"gpus_per_node": 8}})
+>>> verl_section(cfg).gpus_per_node, verl_section(cfg).rollout
+(8, 'vllm')
 """
 
 from __future__ import annotations
