@@ -177,6 +177,24 @@ def _mount_sandbox() -> None:
 _mount_sandbox()
 
 
+@app.command("serve-env")
+def serve_env(
+    env: str = typer.Argument(..., help="A registered env name (see `traject envs`), or SCHEME:REST."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    tasks: str = typer.Option(None, "--tasks", help="A JSONL file of Task records (else the env's own tasks)."),
+    n: int = typer.Option(None, "--num-tasks", "-n", help="Number of the env's own tasks."),
+    split: str = typer.Option(None, "--split"),
+    max_sessions: int = typer.Option(8, "--max-sessions", help="Concurrent WebSocket sessions (episodes)."),
+    env_config: list[str] = typer.Option([], "--env-config", help="KEY=VALUE passed to the env factory (repeatable)."),
+) -> None:
+    """Serve an env as an OpenEnv environment server (reset/step/state over HTTP and /ws)."""
+    from traject.interop.cli import serve_env_command
+
+    raise typer.Exit(serve_env_command(env, host=host, port=port, tasks=tasks, n=n, split=split,
+                                       max_sessions=max_sessions, env_config=env_config, console=console))
+
+
 def main() -> None:
     try:
         app()

@@ -23,6 +23,14 @@ from traject.types import Task
 ENTRY_POINT_GROUP = "traject.envs"
 log = logging.getLogger(__name__)
 
+# ``SCHEME:REST`` names an env another standard defines; the adapter module's
+# ``scheme_entry(rest)`` returns its EnvEntry (imported only when such a name is used).
+SCHEMES = {
+    "openenv": "traject.interop.openenv_client",
+    "verifiers": "traject.interop.verifiers_env",
+    "harbor": "traject.interop.harbor",
+}
+
 
 @dataclass(frozen=True)
 class EnvEntry:
@@ -75,6 +83,11 @@ class EnvRegistry:
 
     def get(self, name: str) -> EnvEntry:
         self.discover()
+        scheme, sep, rest = name.partition(":")
+        if sep and scheme in SCHEMES and name not in self._entries:
+            import importlib
+
+            self._entries[name] = importlib.import_module(SCHEMES[scheme]).scheme_entry(rest)
         try:
             return self._entries[name]
         except KeyError:
