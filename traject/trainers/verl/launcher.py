@@ -393,6 +393,10 @@ def launch(cfg: TrainConfig, *, dry_run: bool = False, extra_overrides: list[str
             print("# veRL is not installed here: the command was not validated", file=sys.stderr)
         else:
             print(f"# validated with veRL's validate_config ({MODES[cfg.trainer.mode][1]})", file=sys.stderr)
+        if cfg.trainer.mode != "sync":
+            print(f"# trainer.mode {cfg.trainer.mode}: veRL's bypass mode (pi_old = the rollout's logprobs) swaps "
+                  "the policy loss for its own bypass_mode PPO-clip loss; traject's estimators still apply",
+                  file=sys.stderr)
         print(p.shell())
         return 0
     return subprocess.call(p.command)
