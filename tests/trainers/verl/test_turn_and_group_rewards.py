@@ -293,3 +293,35 @@ async def test_cm2_turn_rewards_land_on_their_turns_tokens(verl_setup, batch_for
         # each assistant message carries its conversation turn's reward, on its last token
         assert rm[ends].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0])
         assert float(rm.sum()) == pytest.approx(3.0)
+
+
+async def test_v1_sessions_defer_the_score_and_report_every_sample(verl_setup, tiny_model):
+    """With a group reward, V1 sessions leave the score to the reward loop, and a sample that
+    must not train still reports (one row, nothing trainable), so its group is complete."""
+    import hydra
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from traject.trainers.verl.dataset import read_rows
+
+    _, files, conf = verl_setup(n_tasks=1, group_size=2, env={"group_reward": "traject.rewards.consensus:MajorityVote"})
+    client = ScriptedServerClient(conf, LookupSolver(modes=("correct", "fail")), str(tiny_model))
+    entry = OmegaConf.load(files.agent_loop_config)[0]
+    assert entry.defer_reward is True
+    row = read_rows(files.train_file)[0]
+
+    async def session(i):
+        loop = hydra.utils.instantiate(config=entry, trainer_config=DictConfigWrap(config=conf), server_manager=client,
+                                       tokenizer=AutoTokenizer.from_pretrained(tiny_model), processor=None,
+                                       hf_model_type="qwen2", dataset_cls=RLHFDataset,
+                                       data_config=DictConfigWrap(conf.data), tools=None)
+        return await loop.run(dict(SAMPLING), raw_prompt=row["prompt"], extra_info=row["extra_info"],
+                              agent_name="traject", index=0, uid="u0", session_id=i)
+
+    ok, failed = await session(0), await session(1)
+    assert len(ok) == 1 and ok[0].reward_score is None and ok[0].extra_fields["traject_trainable"] is True
+    assert "traject_trajectory" in ok[0].extra_fields
+    assert not isinstance(failed, list) and failed.reward_score is None
+    assert sum(failed.response_mask) == 0 and failed.extra_fields["traject_trainable"] is False
