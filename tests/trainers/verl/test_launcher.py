@@ -139,6 +139,10 @@ def test_refuses_at_once_without_a_cuda_gpu(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "needs CUDA GPUs" in proc.stderr and "--dry-run" in proc.stderr
     assert not (tmp_path / "run").exists()  # refused before writing anything
+    # backend: verl in the file, no --backend: the same one-line refusal
+    proc = _run_cli(str(p), env={"CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2 and "needs CUDA GPUs" in proc.stdout + proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_bad_config_file_is_one_clear_error(tmp_path, capsys):

@@ -427,7 +427,13 @@ def run_cli(config_path: str | Path, *, dry_run: bool = False, overrides: list[s
 
 
 def _run_verl(cfg: TrainConfig, log_fn: Callable[[str], None]) -> Any:
-    code = launch(cfg, log_fn=log_fn)
+    """The runner of ``backend: verl`` configs (``traject train`` without ``--backend``)."""
+    from traject.trainers.verl._require import VerlMissing
+
+    try:
+        code = launch(cfg, log_fn=log_fn)
+    except (NoCudaGPU, VerlMissing) as exc:
+        raise ConfigError(f"backend verl: {exc}") from None
     if code:
         raise RuntimeError(f"veRL exited with status {code}")
     return code
