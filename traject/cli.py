@@ -113,18 +113,15 @@ def train(
     config: str = typer.Argument(..., help="A YAML training config (see configs/, or docs/verl.md for veRL)."),
     backend: str = typer.Option(None, "--backend", help="local (default: the config's, else local) or verl."),
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set optim.lr=1e-4 (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="verl: write the files and print the command only."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="verl: write the files, validate and print the command only."),
 ) -> None:
-    """Train a policy with RL (and an optional SFT warm start) from a config file. With
-    --backend verl, extra arguments are raw hydra overrides (e.g. trainer.save_freq=10)."""
-    if backend == "verl":
-        if set_:
-            console.print("[red]--set edits the local learner's config; for --backend verl edit the YAML "
-                          "(docs/verl.md) or pass raw hydra overrides after the config[/red]")
-            raise typer.Exit(2)
+    """Train a policy with RL (and an optional SFT warm start) from a config file, on the local
+    engine or veRL (the same config). With --backend verl, extra arguments are raw hydra
+    overrides (e.g. trainer.save_freq=10)."""
+    if backend == "verl" or dry_run:
         from traject.trainers.verl.launcher import run_cli
 
-        raise typer.Exit(run_cli(config, dry_run=dry_run, overrides=list(ctx.args)))
+        raise typer.Exit(run_cli(config, dry_run=dry_run, overrides=list(ctx.args), sets=list(set_)))
     if ctx.args:
         console.print(f"[red]unexpected arguments {ctx.args}: raw overrides go to --backend verl only; "
                       "use --set key=value for the local learner[/red]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
@@ -14,6 +15,8 @@ from traject.tools.base import Tool, ToolArgumentError, ToolOutput
 from traject.tools.context import ToolContext
 from traject.tools.toolset import Toolset
 from traject.types import InfraError, Message, Task, Timings, ToolCall, ToolResult, ToolSchema, new_id
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from traject.rewards.base import Reward
@@ -34,6 +37,12 @@ class ToolEnv(Env):
       the episode and its text is the final answer (``on_text_reply="end"``), or the model is
       reminded to use its tools (``"nudge"``).
     * A tool output with ``done`` ends the episode (``submit``).
+    * CM2 early termination: when the env's reward judges turns as they end (a
+      ``ChecklistReward``'s ``end_of_turn``) and the model's reply ends a user turn in which a
+      required checklist item failed, the episode ends there instead of going to the user; the
+      step's ``info["early_termination"]`` records the turn and the failed items. Control:
+      ``early_termination`` (None: as the checklist's config says, which in CM2 is to end; False:
+      never check; True: end whenever the turn's check fails).
     * An ``InfraError`` from a tool, the sandbox or the user propagates: the runner marks the
       trajectory ``infra_error``.
     """
@@ -51,6 +60,7 @@ class ToolEnv(Env):
         sandbox: SandboxFactory | None = None,
         reward: Reward | None = None,
         on_text_reply: Literal["end", "nudge"] = "end",
+        early_termination: bool | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
@@ -63,6 +73,8 @@ class ToolEnv(Env):
         self.sandbox_factory = sandbox
         self.reward = reward
         self.on_text_reply = on_text_reply
+        self.early_termination = early_termination
+        self._results: list[ToolResult] = []
         self.spec = EnvSpec(name=name, max_turns=max_turns, system_prompt=system_prompt,
                             tools=[t.schema for t in self._static_tools()])
         self.messages: list[Message] = []
@@ -98,6 +110,7 @@ class ToolEnv(Env):
         sandbox = await self.sandbox_factory(task) if self.sandbox_factory else None
         self.ctx = ToolContext(task=task, episode_id=new_id("ep_"), sandbox=sandbox)
         self._turns = 0
+        self._results = []
         self._tools = {}
         self._schemas = None
         for spec in self._tool_specs:
@@ -137,6 +150,7 @@ class ToolEnv(Env):
             outputs = await self._run_calls(action.tool_calls)
             timings.tools_s = time.perf_counter() - t0
             results = [r for r, _ in outputs]
+            self._results.extend(results)
             observations = [Message.tool(r.content, tool_call_id=r.call_id, name=r.name) for r in results]
             done_outputs = [o for _, o in outputs if o is not None and o.done]
             terminated = bool(done_outputs)
@@ -150,6 +164,8 @@ class ToolEnv(Env):
                 final_answer=final_answer,
                 timings=timings,
             )
+        elif self.user is not None and (ended := await self._turn_check()) is not None:
+            result = ended
         elif self.user is not None:
             t0 = time.perf_counter()
             turn = await self.user.respond(list(self.messages))
@@ -169,6 +185,27 @@ class ToolEnv(Env):
             result.truncated = True
         self.messages.extend(result.observations)
         return result
+
+    async def _turn_check(self) -> StepResult | None:
+        """CM2's end-of-turn check of the user turn the model's reply just ended: a StepResult
+        that ends the episode, or None to go on."""
+        check_fn = getattr(self.reward, "end_of_turn", None)
+        if self.early_termination is False or check_fn is None or self.ctx is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            check = await check_fn(self.ctx.task, list(self.messages), list(self._results))
+        except Exception as exc:  # noqa: BLE001 - the judge failed: no early end; the final reward says more
+            log.warning("env %s: the end-of-turn check failed (%s: %s); the episode goes on",
+                        self.spec.name, type(exc).__name__, exc)
+            return None
+        end = check.end_episode if self.early_termination is None else not check.passed
+        if not end:
+            return None
+        return StepResult(terminated=True, timings=Timings(reward_s=time.perf_counter() - t0),
+                          info={"early_termination": {"turn": check.turn, "failed_required": list(check.failed_required),
+                                                      "reason": "a required checklist item failed at the end of "
+                                                                f"turn {check.turn}"}})
 
     async def _run_calls(self, calls: list[ToolCall]) -> list[tuple[ToolResult, ToolOutput | None]]:
         outputs: list[tuple[ToolResult, ToolOutput | None] | None] = [None] * len(calls)

@@ -31,7 +31,7 @@ import torch
 from traject.agents.hf.policy import HFPolicy
 from traject.agents.rollouts import Rollouts
 from traject.environments.base import Env
-from traject.rewards.base import Reward
+from traject.rewards.base import GroupReward, Reward
 from traject.trainers.advantage import compute_advantages
 from traject.trainers.batching import select_trainable, sequences_from_trajectories
 from traject.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -124,20 +124,25 @@ class LocalTrainer:
 
     Give it a :class:`TrainConfig`; everything else is optional and defaults from the config:
     ``env_factory`` (one fresh Env per episode), ``train_tasks``/``eval_tasks``, ``reward``
-    (default: the env's), ``model``/``tokenizer`` (default: loaded or built per ``config.model``).
+    (default: the env's), ``group_reward`` (default: ``env.group_reward``'s), ``model``/``tokenizer`` (default: loaded or built per ``config.model``).
     ``log`` receives one line of text per notable event (the CLI prints them).
     """
 
     def __init__(self, config: TrainConfig, *, env_factory: Callable[[], Env] | None = None,
                  train_tasks: Sequence[Task] | None = None, eval_tasks: Sequence[Task] | None = None,
                  reward: Reward | None = None, model: torch.nn.Module | None = None, tokenizer: Any = None,
-                 log_fn: Callable[[str], None] | None = None) -> None:
+                 log_fn: Callable[[str], None] | None = None, group_reward: GroupReward | None = None) -> None:
         self.config = config
         self.out_dir = Path(config.trainer.out_dir)
         self._env_factory = env_factory
         self._train_tasks = list(train_tasks) if train_tasks is not None else None
         self._eval_tasks = list(eval_tasks) if eval_tasks is not None else None
         self.reward = reward
+        if group_reward is None and config.env.group_reward:
+            from traject.trainers.group_reward import load_group_reward
+
+            group_reward = load_group_reward(config.env.group_reward, dict(config.env.group_reward_args))
+        self.group_reward = group_reward  # scores each task's G samples together (G > 1 only)
         self.model = model
         self.tokenizer = tokenizer
         self.log = log_fn or (lambda msg: log.info(msg))
@@ -315,7 +320,8 @@ class LocalTrainer:
 
     async def rollout(self, tasks: Sequence[Task], *, group_size: int, seed: int, policy: Any) -> list[Trajectory]:
         engine = Rollouts(policy, self.env_factory, group_size=group_size, concurrency=self.config.rollout.concurrency,
-                          episode_timeout_s=self.config.rollout.episode_timeout_s, reward=self.reward, seed=seed)
+                          episode_timeout_s=self.config.rollout.episode_timeout_s, reward=self.reward, seed=seed,
+                          group_reward=self.group_reward if group_size > 1 else None)
         trajs = await engine.run(list(tasks))
         order = {t.id: i for i, t in enumerate(tasks)}
         trajs.sort(key=lambda t: (order.get(t.task_id, 0), t.sample_index))

@@ -27,20 +27,18 @@ def agent_script(prompt: str, turn: int, request_id: str) -> str:
     return AGENT_SAYS
 
 
-async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, chat_server, batch_for, compose):
+async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, chat_server, batch_for, compose,
+                                                        make_config):
     from transformers import AutoTokenizer
     from verl.experimental.agent_loop import AgentLoopWorker
 
     from traject.environments.users import default_cache
-    from traject.trainers.verl.config import TrainConfig
     from traject.trainers.verl.launcher import hydra_overrides, prepare
 
     default_cache().clear()
     user = chat_server(user_llm)
-    cfg = TrainConfig.model_validate({
-        "model": str(tiny_model), "env": "empathy", "env_config": {"user_base_url": user.url, "user_model": "u"},
-        "tasks": {"n": 2}, "group_size": 2, "batch_size": 2, "max_prompt_length": 1024,
-        "max_response_length": 512, "output_dir": str(tmp_path / "run"), "verl": {"agent_workers": 1}})
+    cfg = make_config(tmp_path, tiny_model, env_name="empathy", env_config={"user_base_url": user.url, "user_model": "u"},
+                      tasks={"n": 2}, group_size=2, n_tasks=2, verl={"agent_workers": 1})
     files = prepare(cfg)
     conf = compose(hydra_overrides(cfg, files))
     client = ScriptedServerClient(conf, agent_script, str(tiny_model))
