@@ -1,8 +1,8 @@
 """Policies by kind, from a PolicyConfig: the extension point for ``traject eval --policy``.
 
-Built in: ``openai`` (OpenAIPolicy), ``scripted`` (a Python object named ``module:attr``) and
+Built in: ``openai`` (OpenAIPolicy), ``scripted`` (a Python object named ``module:attr``),
 ``hf`` (a local HF transformers model, through ``traject.agents.hf_policy.HFPolicy`` where that
-module is installed). Plugins add kinds through the ``traject.policies`` entry-point group: an
+module is installed) and ``gold`` (customer_service's gold replay, with ``user=gold``). Plugins add kinds through the ``traject.policies`` entry-point group: an
 entry point names a function ``(PolicyConfig) -> Policy``.
 """
 
@@ -115,6 +115,14 @@ def _hf(cfg: PolicyConfig) -> Policy:
     return from_pretrained(cfg.target, **options) if from_pretrained else cls(cfg.target, **options)  # type: ignore[no-any-return]
 
 
+def _gold(cfg: PolicyConfig) -> Policy:
+    """The customer-service gold replay (``traject.environments.customer_service.gold``)."""
+    from traject.environments.customer_service.gold import GoldPolicy
+
+    return GoldPolicy()
+
+
 register_policy_kind("openai", _openai)
 register_policy_kind("scripted", _scripted)
 register_policy_kind("hf", _hf)
+register_policy_kind("gold", _gold)
