@@ -2,11 +2,23 @@
 
 The base image (python3, git, bash, coreutils, procps) is built from a Dockerfile when a
 registry answers, otherwise from a Debian root filesystem made by ``mmdebstrap`` with this
-host's apt sources and turned into an image by ``docker import``. Per-task images derive from
-it without a registry: run a container from the base, apply the steps, ``commit``.
+host's apt mirror and turned into an image by ``docker import``. Its Debian suite is a public
+option (``BaseImageSpec(suite=...)``: ``bullseye`` has Python 3.9, ``bookworm`` 3.11, ``trixie``
+3.13); a suite the host's apt sources do not name is built from the same mirror, its sources
+rewritten for that suite. Per-task images derive from it without a registry: run a container
+from the base, apply the steps, ``commit``.
 
 Tags are content hashes (of the recipe; for derived images, of the base image id and the
-steps), so building again with nothing changed is skipped. Run as
+steps, with a local repository counted by its commit, never by its path), so building again
+with nothing changed is skipped. ``traject/base:latest`` (the default sandbox image) follows
+the default suite only; every suite is also tagged ``traject/base:<suite>``.
+
+Builds behind an intercepting proxy: ``BuildSettings`` lends the build containers the host's CA
+bundle, pip configuration (``pip.conf``, ``PIP_INDEX_URL``, ``PIP_CERT``...), proxy variables
+and local wheel directories, for the build only (they are removed before the commit and never
+enter a tag). Release differences are absorbed: where the base's Python is marked
+externally managed (PEP 668, bookworm on), build steps run with ``PIP_BREAK_SYSTEM_PACKAGES=1``.
+A failed step is named by what it was (``pip``, ``run 'make'``, or the name its caller gave). Run as
 ``python -m traject.sandboxes.images build`` (the ``traject sandbox build`` command does the same).
 
 Everything here is blocking (docker SDK, subprocesses): call it from a worker thread.
@@ -44,14 +56,33 @@ RECIPE_LABEL = "traject.recipe"
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# Debian suites a base image can be built from, and the Python each ships as python3.
+SUITE_PYTHON: dict[str, str] = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
+DEFAULT_SUITE_ENV = "TRAJECT_BASE_SUITE"
+
+
 class ImageBuildError(RuntimeError):
     """An image could not be built; the message says which step and why."""
+
+
+def suite_for_python(version: str) -> str:
+    """The Debian suite whose python3 is ``version`` (``"3.9"``, ``"3.11"``, ``"3.13"``)."""
+    short = ".".join(str(version).split(".")[:2])
+    for suite, py in SUITE_PYTHON.items():
+        if py == short:
+            return suite
+    raise ImageBuildError(
+        f"no Debian suite ships Python {version}: the base images have "
+        + ", ".join(f"{py} ({suite})" for suite, py in SUITE_PYTHON.items())
+        + "; where a package index can be reached, install another interpreter in the image with "
+        "uv (`pip install uv && uv python install X.Y`) as an install step")
 
 
 class BaseImageSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    suite: str | None = Field(None, description="Debian suite; None: the host's own release")
+    suite: str | None = Field(None, description="Debian suite (bullseye, bookworm, trixie, ...); None: the "
+                              f"default suite (${DEFAULT_SUITE_ENV}, else the host's own release)")
     packages: tuple[str, ...] = ("python3", "git", "bash", "coreutils", "procps", "ca-certificates")
     variant: Literal["apt", "minbase"] = "apt"
     uid: int = 1000
@@ -71,7 +102,74 @@ class DeriveSpec(BaseModel):
     commit: str | None = None
     repo_dir: str = Field("repo", description="where the checkout lands, relative to the workspace")
     run: tuple[str, ...] = ()
+    run_names: tuple[str, ...] = Field((), description="what each ``run`` command is, for error messages "
+                                       "(e.g. the spec entry it came from); not part of the content tag")
     network: bool = Field(True, description="steps may reach the network (apt, pip, git clone)")
+
+    def step_name(self, i: int) -> str:
+        if i < len(self.run_names) and self.run_names[i]:
+            return self.run_names[i]
+        command = self.run[i]
+        return f"run {command if len(command) <= 80 else command[:77] + '...'!r}"
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+PIP_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_FIND_LINKS", "PIP_NO_INDEX",
+                 "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
+BUILD_DIR = "/tmp/traject-build"
+
+
+class BuildSettings(BaseModel):
+    """Host settings lent to build containers so that installs work behind an intercepting
+    proxy: a CA bundle, pip's configuration and index variables, proxy variables and local wheel
+    directories. They are copied in for the build and removed before the commit: never part of
+    the image or of its tag. ``BuildSettings.from_host()`` reads them from this host."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca_bundle: str | None = Field(None, description="a PEM bundle on this host (trusted by pip, git, curl, apt)")
+    pip_conf: str | None = Field(None, description="a pip.conf on this host")
+    env: dict[str, str] = Field(default_factory=dict, description="PIP_INDEX_URL, HTTPS_PROXY, ...")
+    wheel_dirs: tuple[str, ...] = Field((), description="local directories of wheels (pip --find-links)")
+
+    @classmethod
+    def from_host(cls, environ: dict[str, str] | None = None) -> BuildSettings:
+        env = dict(os.environ if environ is None else environ)
+        ca = next((env[k] for k in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE") if env.get(k)), None)
+        if ca is None and Path("/etc/ssl/certs/ca-certificates.crt").is_file():
+            ca = "/etc/ssl/certs/ca-certificates.crt"
+        confs = [env.get("PIP_CONFIG_FILE"), "/etc/pip.conf", str(Path.home() / ".config/pip/pip.conf"),
+                 str(Path.home() / ".pip/pip.conf")]
+        pip_conf = next((c for c in confs if c and Path(c).is_file()), None)
+        passed = {k: env[k] for k in (*PIP_VARIABLES, *PROXY_VARIABLES) if env.get(k)}
+        wheels = tuple(p for p in env.get("PIP_FIND_LINKS", "").split() if Path(p).is_dir())
+        return cls(ca_bundle=ca, pip_conf=pip_conf, env=passed, wheel_dirs=wheels)
+
+    def container_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        if self.ca_bundle:
+            ca = f"{BUILD_DIR}/ca.pem"
+            env.update(PIP_CERT=ca, REQUESTS_CA_BUNDLE=ca, SSL_CERT_FILE=ca, CURL_CA_BUNDLE=ca, GIT_SSL_CAINFO=ca,
+                       UV_NATIVE_TLS="1")
+        if self.pip_conf:
+            env["PIP_CONFIG_FILE"] = f"{BUILD_DIR}/pip.conf"
+        if self.wheel_dirs:
+            local = " ".join(f"{BUILD_DIR}/wheels/{i}" for i in range(len(self.wheel_dirs)))
+            others = " ".join(p for p in self.env.get("PIP_FIND_LINKS", "").split() if p not in self.wheel_dirs)
+            env["PIP_FIND_LINKS"] = f"{local} {others}".strip()
+        return env
+
+    def archive(self) -> bytes:
+        """The files to copy in, as a tar rooted at ``BUILD_DIR``'s parent."""
+        buf = io.BytesIO()
+        name = Path(BUILD_DIR).name
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for src, dest in ((self.ca_bundle, "ca.pem"), (self.pip_conf, "pip.conf")):
+                if src:
+                    tar.add(src, arcname=f"{name}/{dest}")
+            for i, d in enumerate(self.wheel_dirs):
+                tar.add(d, arcname=f"{name}/wheels/{i}")
+        return buf.getvalue()
 
 
 class ImageRef(BaseModel):
@@ -135,6 +233,56 @@ def host_apt_sources(suite: str, etc_apt: Path = Path("/etc/apt")) -> list[Path]
     return found
 
 
+def default_suite() -> str:
+    return os.environ.get(DEFAULT_SUITE_ENV) or host_codename()
+
+
+def _rewrite_suite(token: str, host: str, suite: str) -> str:
+    if token == host:
+        return suite
+    if token.startswith(host + "-"):  # bookworm-updates, bookworm-security, bookworm-backports
+        return suite + token[len(host):]
+    return token
+
+
+def suite_sources(suite: str, out_dir: Path, etc_apt: Path = Path("/etc/apt"),
+                  host: str | None = None) -> list[Path]:
+    """Apt source files for ``suite``: the host's own where they name it, else the host's sources
+    of its own release rewritten for ``suite`` (same mirror, same keyrings), written to ``out_dir``."""
+    found = host_apt_sources(suite, etc_apt)
+    if found:
+        return found
+    host = host or host_codename()
+    originals = host_apt_sources(host, etc_apt)
+    if not originals:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, path in enumerate(originals):
+        lines = []
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if path.suffix == ".sources" and stripped.startswith("Suites:"):
+                words = stripped.split()[1:]
+                line = "Suites: " + " ".join(_rewrite_suite(w, host, suite) for w in words)
+            elif path.suffix == ".list" and stripped.startswith("deb"):
+                # deb [options] URI SUITE COMPONENTS...
+                parts = stripped.split()
+                j = 1
+                if j < len(parts) and parts[j].startswith("["):
+                    while j < len(parts) and not parts[j].endswith("]"):
+                        j += 1
+                    j += 1
+                if j + 1 < len(parts):
+                    parts[j + 1] = _rewrite_suite(parts[j + 1], host, suite)
+                line = " ".join(parts)
+            lines.append(line)
+        target = out_dir / f"{suite}-{i}-{path.name}"
+        target.write_text("\n".join(lines) + "\n")
+        written.append(target)
+    return written
+
+
 def _sources_fingerprint(paths: list[Path]) -> list[str]:
     out = []
     for path in paths:
@@ -147,7 +295,9 @@ def _sources_fingerprint(paths: list[Path]) -> list[str]:
 
 
 def base_recipe(spec: BaseImageSpec) -> dict[str, Any]:
-    return {"version": RECIPE_VERSION, "spec": spec.model_dump(mode="json"), "suite": spec.suite or host_codename()}
+    # The suite is counted once, resolved: suite=None and the default suite named are one image.
+    return {"version": RECIPE_VERSION, "spec": {**spec.model_dump(mode="json"), "suite": None},
+            "suite": spec.suite or default_suite()}
 
 
 def base_tag(spec: BaseImageSpec | None = None) -> str:
@@ -207,11 +357,11 @@ def rootfs_tarball(spec: BaseImageSpec, suite: str, recipe_hash: str, *, force: 
             "no registry answered and mmdebstrap is not installed: install it (apt-get install "
             "mmdebstrap) or make a registry reachable"
         )
-    sources = host_apt_sources(suite)
+    sources = suite_sources(suite, out_dir / f"{recipe_hash}.sources.d")
     if not sources:
         raise ImageBuildError(
-            f"this host has no apt source for {suite!r} under /etc/apt: mmdebstrap reads the "
-            "host's sources; add one, or pass BaseImageSpec(suite=...) matching a source"
+            f"this host has no apt source under /etc/apt for {suite!r} nor for its own release to "
+            "rewrite: mmdebstrap reads the host's mirror; add a source, or build with a reachable registry"
         )
     partial = target.with_suffix(".tar.partial")
     hook = _user_setup_script(spec, root='"$1"')
@@ -256,6 +406,15 @@ def _build_from_rootfs(client: Any, spec: BaseImageSpec, suite: str, tag: str, r
     return info["Id"]
 
 
+def _alias(client: Any, image_id: str, spec: BaseImageSpec, suite: str) -> None:
+    """``traject/base:<suite>`` and ``:latest`` name the standard image (default packages) only."""
+    if spec.model_copy(update={"suite": None}) != BaseImageSpec():
+        return
+    client.api.tag(image_id, BASE_REPOSITORY, suite)
+    if suite == default_suite():
+        client.api.tag(image_id, BASE_REPOSITORY, BASE_DEFAULT_TAG)
+
+
 def registry_reachable(client: Any, image: str) -> bool:
     """Whether the daemon can pull ``image`` (the pull is kept: the Dockerfile build uses it)."""
     repo, _, tag = image.partition(":")
@@ -274,8 +433,9 @@ def build_base_image(
     force: bool = False,
     client: Any = None,
 ) -> ImageRef:
-    """Build the base image unless an image with the same content tag exists; tag it
-    ``traject/base:latest`` too (the default sandbox image)."""
+    """Build the base image unless an image with the same content tag exists. It is also tagged
+    ``traject/base:<suite>``, and ``traject/base:latest`` (the default sandbox image) when its
+    suite is the default one: building another suite never moves ``latest``."""
     from traject.sandboxes.docker_client import get_client
 
     spec = spec or BaseImageSpec()
@@ -287,7 +447,7 @@ def build_base_image(
     started = time.monotonic()
     existing = _find_image(client.api, tag)
     if existing is not None and not force:
-        client.api.tag(existing["Id"], BASE_REPOSITORY, BASE_DEFAULT_TAG)
+        _alias(client, existing["Id"], spec, suite)
         return ImageRef(tag=tag, image_id=existing["Id"], built=False, method="cached")
     if method == "auto":
         method = "dockerfile" if registry_reachable(client, f"debian:{suite}-slim") else "rootfs"
@@ -295,7 +455,7 @@ def build_base_image(
         image_id = _build_with_dockerfile(client, spec, suite, tag, recipe_hash)
     else:
         image_id = _build_from_rootfs(client, spec, suite, tag, recipe_hash, force)
-    client.api.tag(image_id, BASE_REPOSITORY, BASE_DEFAULT_TAG)
+    _alias(client, image_id, spec, suite)
     return ImageRef(tag=tag, image_id=image_id, built=True, method=method,
                     seconds=time.monotonic() - started)
 
@@ -318,9 +478,13 @@ def _local_repo_head(path: str, commit: str | None) -> str:
 
 
 def derive_recipe(base_id: str, spec: DeriveSpec) -> dict[str, Any]:
-    recipe: dict[str, Any] = {"version": RECIPE_VERSION, "base": base_id, "spec": spec.model_dump(mode="json")}
+    """What a derived image is made of. A local repository counts by its commit, not by where it
+    lies on this host, so the same repository mirrored elsewhere gives the same tag."""
+    dumped = spec.model_dump(mode="json", exclude={"run_names"})
+    recipe: dict[str, Any] = {"version": RECIPE_VERSION, "base": base_id, "spec": dumped}
     if spec.repo and os.path.isdir(spec.repo):
         recipe["repo_commit"] = _local_repo_head(spec.repo, spec.commit)
+        dumped["repo"] = "local"
     return recipe
 
 
@@ -331,18 +495,27 @@ def _tar_directory(path: str, arcname: str) -> bytes:
     return buf.getvalue()
 
 
-def _run_step(container: Any, what: str, script: str) -> None:
-    result = container.exec_run(["bash", "-lc", script], user="0:0", demux=False)
+def _run_step(container: Any, what: str, script: str, env: dict[str, str] | None = None) -> None:
+    result = container.exec_run(["bash", "-lc", script], user="0:0", demux=False, environment=env or None)
     if result.exit_code != 0:
         out = (result.output or b"").decode("utf-8", "replace")[-4000:]
-        raise ImageBuildError(f"deriving an image: step {what!r} failed (exit {result.exit_code}):\n{out}")
+        raise ImageBuildError(f"deriving an image: step {what} failed (exit {result.exit_code}):\n{out}")
 
 
-def derive_image(base: str, spec: DeriveSpec, *, force: bool = False, client: Any = None) -> ImageRef:
+def _release_env(container: Any) -> dict[str, str]:
+    """What the base's release needs for installs: PEP 668's marker (bookworm on) makes pip
+    refuse system-wide installs unless told to break the system packages."""
+    probe = container.exec_run(["bash", "-c", "ls /usr/lib/python3*/EXTERNALLY-MANAGED"], user="0:0")
+    return {"PIP_BREAK_SYSTEM_PACKAGES": "1"} if probe.exit_code == 0 else {}
+
+
+def derive_image(base: str, spec: DeriveSpec, *, force: bool = False, client: Any = None,
+                 build: BuildSettings | None = None) -> ImageRef:
     """A per-task image: ``base`` plus ``spec``'s steps, tagged by content and cached.
 
     A repository lands under the image's workspace seed directory; each sandbox made from the
-    image starts with a copy of it in its (writable) workspace."""
+    image starts with a copy of it in its (writable) workspace. ``build`` lends the build the
+    host's CA bundle, pip settings and proxies (see :class:`BuildSettings`)."""
     from traject.sandboxes.docker_client import get_client
 
     client = client or get_client(timeout=600)
@@ -364,27 +537,33 @@ def derive_image(base: str, spec: DeriveSpec, *, force: bool = False, client: An
     )
     try:
         container.start()
+        env = _release_env(container)
+        if build is not None:
+            _run_step(container, "build settings", f"mkdir -p {BUILD_DIR}")
+            container.put_archive(str(Path(BUILD_DIR).parent), build.archive())
+            env.update(build.container_env())
         apt = list(spec.apt_packages)
         if spec.pip_packages and "python3-pip" not in apt:
             apt.append("python3-pip")
         if apt:
             _run_step(container, "apt", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get "
-                      f"install -y -q --no-install-recommends {' '.join(apt)} && rm -rf /var/lib/apt/lists/*")
+                      f"install -y -q --no-install-recommends {' '.join(apt)} && rm -rf /var/lib/apt/lists/*", env)
         if spec.pip_packages:
-            _run_step(container, "pip", "python3 -m pip install -q --no-cache-dir --break-system-packages "
-                      + " ".join(spec.pip_packages))
+            _run_step(container, "pip", "python3 -m pip install -q --no-cache-dir " + " ".join(spec.pip_packages), env)
         if spec.repo:
             dest = f"{SEED_DIR}/{spec.repo_dir}"
             if os.path.isdir(spec.repo):
                 _run_step(container, "mkdir", f"mkdir -p {SEED_DIR}")
                 container.put_archive(SEED_DIR, _tar_directory(spec.repo, spec.repo_dir))
             else:
-                _run_step(container, "git clone", f"git clone -q {spec.repo} {dest}")
+                _run_step(container, "git clone", f"git clone -q {spec.repo} {dest}", env)
             if spec.commit:
                 _run_step(container, "git checkout", f"git -C {dest} checkout -q --detach {spec.commit}")
             _run_step(container, "chown", f"chown -R 1000:1000 {SEED_DIR}")
         for i, command in enumerate(spec.run):
-            _run_step(container, f"run[{i}]", command)
+            _run_step(container, spec.step_name(i), command, env)
+        if build is not None:
+            _run_step(container, "build settings", f"rm -rf {BUILD_DIR}")
         container.stop(timeout=0)
         changes = [f"LABEL {RECIPE_LABEL}={tag.partition(':')[2]}"]
         if spec.repo:
