@@ -257,28 +257,41 @@ def suite_sources(suite: str, out_dir: Path, etc_apt: Path = Path("/etc/apt"),
     if not originals:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    def ours(token: str) -> bool:
+        return token == host or token.startswith(host + "-")
+
     written = []
     for i, path in enumerate(originals):
-        lines = []
-        for line in path.read_text().splitlines():
-            stripped = line.strip()
-            if path.suffix == ".sources" and stripped.startswith("Suites:"):
-                words = stripped.split()[1:]
-                line = "Suites: " + " ".join(_rewrite_suite(w, host, suite) for w in words)
-            elif path.suffix == ".list" and stripped.startswith("deb"):
-                # deb [options] URI SUITE COMPONENTS...
-                parts = stripped.split()
-                j = 1
-                if j < len(parts) and parts[j].startswith("["):
+        text = path.read_text()
+        if path.suffix == ".sources":
+            stanzas = []
+            for stanza in re.split(r"\n\s*\n", text):
+                lines = stanza.splitlines()
+                suites = next((ln.split()[1:] for ln in lines if ln.strip().startswith("Suites:")), [])
+                if not any(ours(t) for t in suites):
+                    continue  # another vendor's stanza: not carried over
+                stanzas.append("\n".join(
+                    "Suites: " + " ".join(_rewrite_suite(t, host, suite) for t in ln.split()[1:])
+                    if ln.strip().startswith("Suites:") else ln for ln in lines))
+            body = "\n\n".join(stanzas)
+        else:
+            kept = []
+            for line in text.splitlines():
+                parts = line.split()
+                if not parts or parts[0] not in ("deb", "deb-src"):
+                    continue
+                j = 1  # deb [options] URI SUITE COMPONENTS...
+                if parts[j].startswith("["):
                     while j < len(parts) and not parts[j].endswith("]"):
                         j += 1
                     j += 1
-                if j + 1 < len(parts):
+                if j + 1 < len(parts) and ours(parts[j + 1]):
                     parts[j + 1] = _rewrite_suite(parts[j + 1], host, suite)
-                line = " ".join(parts)
-            lines.append(line)
+                    kept.append(" ".join(parts))
+            body = "\n".join(kept)
         target = out_dir / f"{suite}-{i}-{path.name}"
-        target.write_text("\n".join(lines) + "\n")
+        target.write_text(body + "\n")
         written.append(target)
     return written
 
