@@ -135,7 +135,7 @@ async def _python_episode(swe_config, python: str) -> None:
     assert traj.status is Status.COMPLETED, traj.error
     assert traj.steps[0].tool_results[0].content.strip().startswith(python + ".")
     assert traj.steps[-1].info["swe"]["resolved"], traj.steps[-1].info["test_run"]["output_tail"]
-    assert traj.steps[-1].info["test_run"]["parser"] == "pytest"  # traject/strkit: not SWE-bench's
+    assert traj.steps[-1].info["swe"]["log_parser"] == "pytest"  # traject/strkit: not SWE-bench's
 
 
 @pytest.mark.docker

@@ -182,6 +182,7 @@ class SweEnv(ToolEnv):
         run = None
         if submitted and (modified or self.config.run_tests_on_empty_patch):
             run, final["test_patch_applied"] = await self.run_tests(sandbox, data)
+            final["log_parser"] = report_parser(data.log_parser, data.repo)
             assert self.ctx is not None
             probe = Trajectory(task_id=data.instance_id, steps=[Step(index=0, action=Message.assistant(""),
                                                                      info={"test_run": run})])
@@ -218,7 +219,6 @@ class SweEnv(ToolEnv):
         statuses = parse_report(text, data.log_parser, repo=data.repo, instance_id=data.instance_id,
                                 version=data.version)
         return {"command": command, "exit_code": res.exit_code, "timed_out": res.timed_out,
-                "parser": report_parser(data.log_parser, data.repo),
                 "duration_s": res.duration_s, "statuses": {k: v.value for k, v in statuses.items()},
                 "output_tail": text[-4000:]}, True
 
