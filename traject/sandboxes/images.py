@@ -602,19 +602,24 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="build the base sandbox image (skipped when up to date)")
     build.add_argument("--method", choices=["auto", "dockerfile", "rootfs"], default="auto")
     build.add_argument("--force", action="store_true")
-    sub.add_parser("tag", help="print the content tag the base image would have")
+    build.add_argument("--suite", default=None, help="bullseye, bookworm, trixie (default: the default suite)")
+    tag = sub.add_parser("tag", help="print the content tag the base image would have")
+    tag.add_argument("--suite", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    spec = BaseImageSpec(suite=args.suite)
     if args.command == "tag":
-        print(base_tag())
+        print(base_tag(spec))
         return 0
     try:
-        ref = build_base_image(method=args.method, force=args.force)
+        ref = build_base_image(spec, method=args.method, force=args.force)
     except ImageBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     state = f"built via {ref.method} in {ref.seconds:.1f}s" if ref.built else "up to date"
-    print(f"{ref.tag} ({state}); also tagged {DEFAULT_IMAGE}")
+    suite = args.suite or default_suite()
+    also = f"{BASE_REPOSITORY}:{suite}" + (f" and {DEFAULT_IMAGE}" if suite == default_suite() else "")
+    print(f"{ref.tag} ({state}); also tagged {also}")
     return 0
 
 
