@@ -98,20 +98,28 @@ def test_derived_tags_do_not_depend_on_where_the_repository_lies(tmp_path):
 def test_build_settings_from_the_host(tmp_path):
     ca = tmp_path / "corp-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n")
-    conf = tmp_path / "pip.conf"
-    conf.write_text("[global]\nindex-url = https://pypi.corp.example/simple\n")
+    index = tmp_path / "pypi" / "simple"
+    index.mkdir(parents=True)
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    settings = BuildSettings.from_host({"PIP_CERT": str(ca), "PIP_CONFIG_FILE": str(conf),
-                                        "PIP_INDEX_URL": "https://pypi.corp.example/simple",
-                                        "HTTPS_PROXY": "http://proxy.corp.example:3128", "HOME_ONLY": "x",
-                                        "PIP_FIND_LINKS": f"{wheels} https://wheels.corp.example/"})
-    assert settings.ca_bundle == str(ca) and settings.pip_conf == str(conf) and settings.wheel_dirs == (str(wheels),)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch<=2.14\n")
+    system, user = tmp_path / "system.conf", tmp_path / "user.conf"
+    system.write_text(f"[global]\nconstraint = {constraints}\ntimeout = 10\n")
+    user.write_text(f"[global]\nextra-index-url = file://{index}\ntimeout = 60\n[install]\nno-compile = yes\n")
+    settings = BuildSettings.from_host(
+        {"PIP_CERT": str(ca), "PIP_INDEX_URL": "https://pypi.corp.example/simple", "PIP_FIND_LINKS": str(wheels),
+         "HTTPS_PROXY": "http://proxy.corp.example:3128", "HOME_ONLY": "x"}, config_files=[str(system), str(user)])
+    assert settings.ca_bundle == str(ca)
+    # pip's files merged in pip's order: the user's file overrides the system's
+    assert settings.pip_config == {"global": {"constraint": str(constraints), "timeout": "60",
+                                              "extra-index-url": f"file://{index}"}, "install": {"no-compile": "yes"}}
+    # local paths they name are mounted at the same place; a simple index with the files beside it
+    assert set(settings.mounts) == {str(constraints), str(index.parent), str(wheels)}
     env = settings.container_env()
     assert env["PIP_INDEX_URL"] == "https://pypi.corp.example/simple" and env["HTTPS_PROXY"].endswith(":3128")
     assert env["PIP_CERT"] == env["SSL_CERT_FILE"] == env["GIT_SSL_CAINFO"] == "/tmp/traject-build/ca.pem"
-    assert env["PIP_FIND_LINKS"] == "/tmp/traject-build/wheels/0 https://wheels.corp.example/"
-    assert "HOME_ONLY" not in env
+    assert env["PIP_CONFIG_FILE"] == "/tmp/traject-build/pip.conf" and "HOME_ONLY" not in env
 
 
 @pytest.mark.docker
@@ -121,13 +129,12 @@ def test_builds_get_the_settings_only_while_building_and_steps_are_named(docker_
 
     ca = tmp_path / "ca.pem"
     ca.write_text("CORP CA\n")
-    conf = tmp_path / "pip.conf"
-    conf.write_text("[global]\nindex-url = https://pypi.corp.example/simple\n")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "probe-1.0-py3-none-any.whl").write_bytes(b"not really a wheel")
-    settings = BuildSettings(ca_bundle=str(ca), pip_conf=str(conf), env={"PIP_INDEX_URL": "https://pypi.corp.example/simple"},
-                             wheel_dirs=(str(wheels),))
+    settings = BuildSettings(ca_bundle=str(ca), pip_config={"global": {"index-url": "https://pypi.corp.example/simple"}},
+                             env={"PIP_INDEX_URL": "https://pypi.corp.example/simple", "PIP_FIND_LINKS": str(wheels)},
+                             mounts=(str(wheels),))
     probe = textwrap.dedent("""\
         { cat "$PIP_CERT"; grep index-url "$PIP_CONFIG_FILE"; echo "index=$PIP_INDEX_URL";
           ls $PIP_FIND_LINKS; echo "pep668=${PIP_BREAK_SYSTEM_PACKAGES:-unset}"; } > /opt/probe""")
@@ -136,12 +143,38 @@ def test_builds_get_the_settings_only_while_building_and_steps_are_named(docker_
     again = derive_image(docker_image, spec)  # the settings are not content: same tag, not rebuilt
     assert again.tag == ref.tag and not again.built
     client = get_client()
-    out = client.containers.run(ref.tag, ["bash", "-c", "cat /opt/probe; ls /tmp/traject-build 2>&1 || true"],
+    out = client.containers.run(ref.tag, ["bash", "-c", f"cat /opt/probe; ls /tmp/traject-build {wheels} 2>&1 || true"],
                                 remove=True, network_mode="none").decode()
     assert "CORP CA" in out and "index-url = https://pypi.corp.example/simple" in out
     assert "index=https://pypi.corp.example/simple" in out and "probe-1.0-py3-none-any.whl" in out
     assert "pep668=1" in out  # bookworm marks its Python externally managed: absorbed
-    assert "No such file or directory" in out  # nothing of the settings stays in the image
+    assert "/tmp/traject-build': No such file or directory" in out  # nothing of the settings stays
+    assert out.count("probe-1.0-py3-none-any.whl") == 1  # the wheel directory was mounted, not copied
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_pip_installs_from_this_hosts_local_index_through_the_lent_settings(docker_image):
+    """This host installs from a local PyPI mirror (pip.conf: a file:// index, a constraints
+    file): a build container given BuildSettings.from_host() installs from it too; on bookworm
+    pip needs no --break-system-packages flag from the caller."""
+    from traject.sandboxes.docker_client import get_client
+    from traject.sandboxes.images import derive_image
+
+    settings = BuildSettings.from_host()
+    index = next((v for section in settings.pip_config.values() for k, v in section.items() if "index-url" in k
+                  and "file://" in v), None)
+    if index is None:
+        pytest.skip("this host's pip reads no local file:// index")
+    local = index.split()[0]
+    package = next(p.name for p in sorted(Path(local[len("file://"):]).iterdir()) if p.is_dir())
+    only_local = settings.model_copy(update={"env": {**settings.env, "PIP_INDEX_URL": local,
+                                                      "PIP_EXTRA_INDEX_URL": ""}})
+    spec = DeriveSpec(apt_packages=("python3-pip",), pip_packages=(package,), network=True)
+    ref = derive_image(docker_image, spec, build=only_local, force=True)
+    out = get_client().containers.run(ref.tag, ["python3", "-m", "pip", "show", package], remove=True,
+                                      network_mode="none").decode()
+    assert f"Name: " in out and "Location:" in out
     with pytest.raises(ImageBuildError, match=r"step install: make world failed \(exit 3\)"):
         derive_image(docker_image, DeriveSpec(run=("true", "exit 3"), run_names=("setup", "install: make world"),
                                               network=False), force=True)

@@ -14,9 +14,10 @@ with nothing changed is skipped. ``traject/base:latest`` (the default sandbox im
 the default suite only; every suite is also tagged ``traject/base:<suite>``.
 
 Builds behind an intercepting proxy: ``BuildSettings`` lends the build containers the host's CA
-bundle, pip configuration (``pip.conf``, ``PIP_INDEX_URL``, ``PIP_CERT``...), proxy variables
-and local wheel directories, for the build only (they are removed before the commit and never
-enter a tag). Release differences are absorbed: where the base's Python is marked
+bundle, pip configuration (every ``pip.conf`` pip reads, merged; ``PIP_INDEX_URL``, ``PIP_CERT``,
+...), proxy variables, and the local directories these name (a ``file://`` index, wheel
+directories, a constraints file; mounted read-only at the same paths), for the build only
+(removed before the commit, never part of a tag). Release differences are absorbed: where the base's Python is marked
 externally managed (PEP 668, bookworm on), build steps run with ``PIP_BREAK_SYSTEM_PACKAGES=1``.
 A failed step is named by what it was (``pip``, ``run 'make'``, or the name its caller gave). Run as
 ``python -m traject.sandboxes.images build`` (the ``traject sandbox build`` command does the same).
@@ -114,36 +115,62 @@ class DeriveSpec(BaseModel):
 
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-PIP_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_FIND_LINKS", "PIP_NO_INDEX",
-                 "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
 BUILD_DIR = "/tmp/traject-build"
+# pip's configuration files, in the order pip reads them (a later one overrides).
+PIP_CONFIG_FILES = ("/etc/xdg/pip/pip.conf", "/etc/pip.conf", "~/.pip/pip.conf", "~/.config/pip/pip.conf")
+
+
+def _local_path(value: str) -> str | None:
+    path = value[len("file://"):] if value.startswith("file://") else value
+    return path if path.startswith("/") and os.path.exists(path) else None
 
 
 class BuildSettings(BaseModel):
     """Host settings lent to build containers so that installs work behind an intercepting
-    proxy: a CA bundle, pip's configuration and index variables, proxy variables and local wheel
-    directories. They are copied in for the build and removed before the commit: never part of
-    the image or of its tag. ``BuildSettings.from_host()`` reads them from this host."""
+    proxy or from local indexes: a CA bundle, pip's configuration (merged from every file pip
+    reads) and ``PIP_*``/``UV_*``/proxy variables, and the local directories they name (a
+    ``file://`` index, ``find-links`` wheel directories, a constraints file), mounted read-only
+    at the same paths. Copied or mounted for the build only: never part of the image or its
+    tag. ``BuildSettings.from_host()`` reads them from this host."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ca_bundle: str | None = Field(None, description="a PEM bundle on this host (trusted by pip, git, curl, apt)")
-    pip_conf: str | None = Field(None, description="a pip.conf on this host")
+    ca_bundle: str | None = Field(None, description="a PEM bundle on this host (trusted by pip, git, curl)")
+    pip_config: dict[str, dict[str, str]] = Field(default_factory=dict, description="merged pip.conf sections")
     env: dict[str, str] = Field(default_factory=dict, description="PIP_INDEX_URL, HTTPS_PROXY, ...")
-    wheel_dirs: tuple[str, ...] = Field((), description="local directories of wheels (pip --find-links)")
+    mounts: tuple[str, ...] = Field((), description="host paths mounted read-only at the same path")
 
     @classmethod
-    def from_host(cls, environ: dict[str, str] | None = None) -> BuildSettings:
+    def from_host(cls, environ: dict[str, str] | None = None,
+                  config_files: list[str] | None = None) -> BuildSettings:
+        import configparser
+
         env = dict(os.environ if environ is None else environ)
         ca = next((env[k] for k in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE") if env.get(k)), None)
         if ca is None and Path("/etc/ssl/certs/ca-certificates.crt").is_file():
             ca = "/etc/ssl/certs/ca-certificates.crt"
-        confs = [env.get("PIP_CONFIG_FILE"), "/etc/pip.conf", str(Path.home() / ".config/pip/pip.conf"),
-                 str(Path.home() / ".pip/pip.conf")]
-        pip_conf = next((c for c in confs if c and Path(c).is_file()), None)
-        passed = {k: env[k] for k in (*PIP_VARIABLES, *PROXY_VARIABLES) if env.get(k)}
-        wheels = tuple(p for p in env.get("PIP_FIND_LINKS", "").split() if Path(p).is_dir())
-        return cls(ca_bundle=ca, pip_conf=pip_conf, env=passed, wheel_dirs=wheels)
+        files = [*(config_files if config_files is not None else PIP_CONFIG_FILES), env.get("PIP_CONFIG_FILE")]
+        parser = configparser.RawConfigParser()
+        parser.read([os.path.expanduser(f) for f in files if f])
+        config = {section: dict(parser.items(section)) for section in parser.sections()}
+        passed = {k: v for k, v in env.items()
+                  if (k.startswith(("PIP_", "UV_")) and k not in ("PIP_CONFIG_FILE", "PIP_CERT"))
+                  or k in PROXY_VARIABLES}
+        mounts: list[str] = []
+        values = [(k, v) for section in config.values() for k, v in section.items()] + \
+            [(k.lower().removeprefix("pip_").replace("_", "-"), v) for k, v in passed.items()]
+        for key, value in values:
+            if key in ("cert", "client-cert"):  # the CA travels as BUILD_DIR/ca.pem (PIP_CERT overrides)
+                continue
+            for word in value.split():
+                path = _local_path(word)
+                if path is None:
+                    continue
+                if "index-url" in key:  # a simple index links to its files beside it (../../files)
+                    path = str(Path(path).parent)
+                if path not in mounts:
+                    mounts.append(path)
+        return cls(ca_bundle=ca, pip_config=config, env=passed, mounts=tuple(mounts))
 
     def container_env(self) -> dict[str, str]:
         env = dict(self.env)
@@ -151,24 +178,36 @@ class BuildSettings(BaseModel):
             ca = f"{BUILD_DIR}/ca.pem"
             env.update(PIP_CERT=ca, REQUESTS_CA_BUNDLE=ca, SSL_CERT_FILE=ca, CURL_CA_BUNDLE=ca, GIT_SSL_CAINFO=ca,
                        UV_NATIVE_TLS="1")
-        if self.pip_conf:
+        if self.pip_config:
             env["PIP_CONFIG_FILE"] = f"{BUILD_DIR}/pip.conf"
-        if self.wheel_dirs:
-            local = " ".join(f"{BUILD_DIR}/wheels/{i}" for i in range(len(self.wheel_dirs)))
-            others = " ".join(p for p in self.env.get("PIP_FIND_LINKS", "").split() if p not in self.wheel_dirs)
-            env["PIP_FIND_LINKS"] = f"{local} {others}".strip()
         return env
+
+    def docker_mounts(self) -> list[Any]:
+        """Bind mounts (host config only: unlike ``volumes=``, nothing of them enters the
+        committed image's config)."""
+        from docker.types import Mount
+
+        return [Mount(target=path, source=path, type="bind", read_only=True) for path in self.mounts]
 
     def archive(self) -> bytes:
         """The files to copy in, as a tar rooted at ``BUILD_DIR``'s parent."""
         buf = io.BytesIO()
         name = Path(BUILD_DIR).name
+
+        def add(arcname: str, data: bytes) -> None:
+            info = tarfile.TarInfo(f"{name}/{arcname}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            for src, dest in ((self.ca_bundle, "ca.pem"), (self.pip_conf, "pip.conf")):
-                if src:
-                    tar.add(src, arcname=f"{name}/{dest}")
-            for i, d in enumerate(self.wheel_dirs):
-                tar.add(d, arcname=f"{name}/wheels/{i}")
+            if self.ca_bundle:
+                add("ca.pem", Path(self.ca_bundle).read_bytes())
+            if self.pip_config:
+                lines = []
+                for section, items in self.pip_config.items():
+                    lines.append(f"[{section}]")
+                    lines += [f"{k} = {v}" for k, v in items.items()]
+                add("pip.conf", ("\n".join(lines) + "\n").encode())
         return buf.getvalue()
 
 
@@ -547,6 +586,7 @@ def derive_image(base: str, spec: DeriveSpec, *, force: bool = False, client: An
         user="0:0",
         network_mode="host" if spec.network else "none",
         labels={**build_labels(), "traject.build": "1"},
+        mounts=build.docker_mounts() if build is not None else None,
     )
     try:
         container.start()
