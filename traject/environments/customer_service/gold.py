@@ -68,12 +68,11 @@ def _handed_over(messages: list[Message]) -> bool:
 
 def find_task(task_id: str) -> Tau2Task:
     """The tau2 task behind a traject task id (``<domain>/<tau2 id>``), among loaded domains."""
-    from traject.environments.customer_service.domain import _cache, _cache_lock, cached_domain
+    from traject.environments.customer_service.domain import cached_domain, loaded_domains
     from traject.environments.customer_service.tasks import BUILTIN_DOMAIN
 
     name, _, tau2_id = task_id.partition("/")
-    with _cache_lock:
-        domains = [d for d in _cache.values() if d.name == name]
+    domains = [d for d in loaded_domains() if d.name == name]
     if not domains and name == BUILTIN_DOMAIN.name:
         domains = [cached_domain(BUILTIN_DOMAIN)]
     for domain in domains:
