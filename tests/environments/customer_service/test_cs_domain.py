@@ -366,7 +366,7 @@ def _eval_gold(tau2_domain, tmp_path):
     env.pop("TRAJECT_USER_BASE_URL", None)  # no user model anywhere
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "traject", "eval", "--env", "customer_service", "--policy", "gold",
-                           "--env-config", "user=gold", "--tasks", str(task_file), "-o", str(run), "-q"],
+                           "--tasks", str(task_file), "-o", str(run), "-q"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = (run / "trajectories.jsonl").read_text().splitlines()
