@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import sqlite3
 import warnings
 from functools import lru_cache
@@ -271,6 +272,8 @@ def _converted(dump: Path, db_dir: str | Path | None) -> dict[str, Path]:
     done = out / "databases.json"
     if done.is_file():
         return {k: out / k / f"{k}.sqlite" for k in json.loads(done.read_text())}
+    if out.exists() and db_dir is None:
+        shutil.rmtree(out)  # a conversion that did not finish
     log.info("converting the MySQL dump %s to SQLite under %s (once)", dump, out)
     try:
         found = convert_dump(dump, out, default_db=dump.stem)

@@ -269,9 +269,10 @@ def convert_dump(dump: str | Path, out_dir: str | Path, *, default_db: str | Non
         quiet.setLevel(level)
         for conn in conns.values():
             conn.close()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)
+    except OSError:  # another process converted the same dump meanwhile: keep its files
+        shutil.rmtree(tmp, ignore_errors=True)
     return {name: out_dir / name / f"{name}.sqlite" for name in conns}
 
 
