@@ -105,6 +105,9 @@ class DeriveSpec(BaseModel):
     run: tuple[str, ...] = ()
     run_names: tuple[str, ...] = Field((), description="what each ``run`` command is, for error messages "
                                        "(e.g. the spec entry it came from); not part of the content tag")
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables the image sets (ENV)")
+    seeds_workspace: bool = Field(False, description="the run steps fill the workspace seed directory "
+                                  "themselves (without ``repo``)")
     network: bool = Field(True, description="steps may reach the network (apt, pip, git clone)")
 
     def step_name(self, i: int) -> str:
@@ -365,6 +368,11 @@ def _find_image(api: Any, ref: str) -> dict[str, Any] | None:
         return None
 
 
+def user_setup_script(spec: BaseImageSpec | None = None, root: str = "") -> str:
+    """Shell that adds the sandbox user, ``/workspace`` and the seed directory to an image."""
+    return _user_setup_script(spec or BaseImageSpec(), root)
+
+
 def _user_setup_script(spec: BaseImageSpec, root: str = "") -> str:
     u, g, name = spec.uid, spec.gid, spec.user_name
     return (
@@ -533,6 +541,9 @@ def derive_recipe(base_id: str, spec: DeriveSpec) -> dict[str, Any]:
     """What a derived image is made of. A local repository counts by its commit, not by where it
     lies on this host, so the same repository mirrored elsewhere gives the same tag."""
     dumped = spec.model_dump(mode="json", exclude={"run_names"})
+    for key, default in (("env", {}), ("seeds_workspace", False)):  # newer fields: at their default,
+        if dumped.get(key) == default:                              # recipes (and tags) stay as they were
+            dumped.pop(key)
     recipe: dict[str, Any] = {"version": RECIPE_VERSION, "base": base_id, "spec": dumped}
     if spec.repo and os.path.isdir(spec.repo):
         recipe["repo_commit"] = _local_repo_head(spec.repo, spec.commit)
@@ -619,7 +630,8 @@ def derive_image(base: str, spec: DeriveSpec, *, force: bool = False, client: An
             _run_step(container, "build settings", f"rm -rf {BUILD_DIR}")
         container.stop(timeout=0)
         changes = [f"LABEL {RECIPE_LABEL}={tag.partition(':')[2]}"]
-        if spec.repo:
+        changes += [f"ENV {k}={v}" for k, v in spec.env.items()]
+        if spec.repo or spec.seeds_workspace:
             changes.append(f"LABEL {SEED_LABEL}={SEED_DIR}")
         repo, _, version = tag.partition(":")
         image = container.commit(repository=repo, tag=version, changes=changes,

@@ -62,6 +62,19 @@ def test_swebench_parsers_read_the_repos_they_know_and_traject_falls_back():
         report_parser("parse_log_nothing", None)
 
 
+def test_official_image_layer_makes_a_traject_sandbox_image():
+    from traject.environments.swe.images import official_layer
+    from traject.sandboxes.images import SEED_DIR
+
+    layer = official_layer()
+    assert layer.seeds_workspace and not layer.network and layer.repo is None
+    assert layer.env["PATH"].startswith("/opt/miniconda3/envs/testbed/bin:")
+    assert layer.run_names == ("sandbox user and workspace", "copy of /testbed",
+                               "re-pointing editable installs at the workspace", "chown of the seed")
+    assert f"cp -a /testbed {SEED_DIR}/repo" in layer.run[1]
+    assert "s#/testbed#/workspace/repo#g" in layer.run[2]
+
+
 def test_official_image_names():
     assert official_image("django__django-11099") == "swebench/sweb.eval.x86_64.django_1776_django-11099:latest"
     assert official_image("astropy__astropy-12907", namespace="mirror.local", tag="v2", arch="arm64") == \
@@ -119,6 +132,19 @@ async def test_a_failed_install_is_named_by_its_spec_entry(swe_config):
     data = SweTaskData.model_validate({**task.data, "install": ["true", "exit 7"]})
     with pytest.raises(ImageBuildError, match=r"step install: exit 7 failed \(exit 7\)"):
         await ensure_env_image(data, base=swe_config().base_image)
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_images_auto_falls_back_to_building_when_no_registry_answers(swe_config):
+    [task] = builtin_swe_tasks(names=["strkit"])
+    data = SweTaskData.model_validate(task.data)
+    built = await ensure_env_image(data, base=swe_config().base_image)
+    auto = await ensure_env_image(data, base=swe_config().base_image, images="auto")
+    assert auto.tag == built.tag  # SWE-bench's image could not be pulled here: the local build
+    with pytest.raises(ImageBuildError, match=r"swebench/sweb.eval.x86_64.traject_1776_strkit-1:latest cannot be "
+                                              r"pulled"):
+        await ensure_env_image(data, base=swe_config().base_image, images="official")
 
 
 async def _python_episode(swe_config, python: str) -> None:

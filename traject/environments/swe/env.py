@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,9 @@ class SweConfig(BaseModel):
     test_timeout_s: float = Field(600.0, gt=0)
     setup_timeout_s: float = Field(120.0, gt=0)
     install_network: bool = Field(True, description="image builds (apt, pip, install commands) may use the network")
+    images: Literal["build", "official", "auto"] = Field(
+        "build", description="build environment images here, run in SWE-bench's prebuilt ones (a registry must "
+        "answer), or auto: the prebuilt one when it can be pulled")
     host_build_settings: bool = Field(False, description="lend image builds this host's CA bundle, pip settings and "
                                       "proxies (BuildSettings.from_host()), for installs behind an intercepting proxy")
     track_edits: bool = Field(True, description="fingerprint the repository after each step (one git call)")
@@ -119,7 +122,8 @@ class SweEnv(ToolEnv):
 
         build = BuildSettings.from_host() if self.config.host_build_settings else None
         ref = await ensure_env_image(data, base=self.config.base_image, workspace=self.config.sandbox.workspace,
-                                     install_network=self.config.install_network, build=build)
+                                     install_network=self.config.install_network, build=build,
+                                     images=self.config.images)
         return await open_sandbox(self.config.sandbox.model_copy(update={"image": ref.tag, "backend": "docker"}))
 
     async def prepare(self, ctx: ToolContext) -> None:

@@ -20,6 +20,10 @@ pip settings. A failed step is named by its spec entry (``install: pip install -
 With a reachable registry, SWE-bench's own prebuilt images exist per instance:
 :func:`official_image` gives their names (``swebench/sweb.eval.x86_64.<id>:latest``, ``__`` in
 the id written ``_1776_``), through the ``swebench`` package's ``ImageSpec`` when it is installed.
+``images="official"`` runs the agent in one: a thin layer adds the sandbox user and workspace,
+copies ``/testbed`` (the repository, installed in the conda env ``testbed``) into the workspace
+seed, re-points editable installs at the workspace copy and puts the env's ``bin`` first on
+``PATH``. ``images="auto"`` uses it when the image can be pulled, else builds as above.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import anyio
 from traject.environments.swe.task import SweTaskData
 from traject.sandboxes.config import DEFAULT_IMAGE
 from traject.sandboxes.images import (
+    IMAGE_PATH,
     SEED_DIR,
     BaseImageSpec,
     BuildSettings,
@@ -40,8 +45,13 @@ from traject.sandboxes.images import (
     ImageRef,
     build_base_image,
     derive_image,
+    registry_reachable,
     suite_for_python,
+    user_setup_script,
 )
+
+OFFICIAL_REPO_DIR = "/testbed"
+OFFICIAL_CONDA_ENV = "/opt/miniconda3/envs/testbed"
 
 REPO_DIR = "repo"
 _locks: dict[str, threading.Lock] = {}
@@ -128,11 +138,52 @@ def _build(base: str, data: SweTaskData, workspace: str, install_network: bool, 
         return ref
 
 
+def official_layer(*, workspace: str = "/workspace") -> DeriveSpec:
+    """The layer that makes SWE-bench's prebuilt image a traject sandbox image."""
+    seed_repo = f"{SEED_DIR}/{REPO_DIR}"
+    steps = [
+        ("sandbox user and workspace", user_setup_script()),
+        (f"copy of {OFFICIAL_REPO_DIR}", f"mkdir -p {SEED_DIR} && cp -a {OFFICIAL_REPO_DIR} {seed_repo} && "
+                                         "git config --system --add safe.directory '*'"),
+        ("re-pointing editable installs at the workspace",
+         f"grep -rlF '{OFFICIAL_REPO_DIR}' {OFFICIAL_CONDA_ENV}/lib/python3*/site-packages 2>/dev/null | "
+         f"xargs -r sed -i 's#{OFFICIAL_REPO_DIR}#{workspace}/{REPO_DIR}#g'"),
+        ("chown of the seed", f"chown -R 1000:1000 {SEED_DIR}"),
+    ]
+    return DeriveSpec(run=tuple(c for _, c in steps), run_names=tuple(n for n, _ in steps), network=False,
+                      env={"PATH": f"{OFFICIAL_CONDA_ENV}/bin:{IMAGE_PATH}"}, seeds_workspace=True)
+
+
+def _official(data: SweTaskData, workspace: str, must: bool) -> ImageRef | None:
+    """The traject layer on SWE-bench's prebuilt image for ``data``, or None when it cannot be
+    pulled (and ``must`` is False)."""
+    from traject.sandboxes.docker_client import get_client
+    from traject.sandboxes.images import ImageBuildError
+
+    client = get_client(timeout=600)
+    name = official_image(data.instance_id)
+    if not registry_reachable(client, name):
+        if must:
+            raise ImageBuildError(f"SWE-bench's image {name} cannot be pulled (no registry answers, or it does not "
+                                  "exist): use images='build' (or 'auto', which falls back to it)")
+        return None
+    return derive_image(name, official_layer(workspace=workspace), client=client)
+
+
 async def ensure_env_image(data: SweTaskData, *, base: str, workspace: str = "/workspace",
                            install_network: bool = True, force: bool = False,
-                           force_toolchain: bool = False, build: BuildSettings | None = None) -> ImageRef:
+                           force_toolchain: bool = False, build: BuildSettings | None = None,
+                           images: str = "build") -> ImageRef:
     """The environment image for ``data``'s repository and version (built if missing).
     ``force`` rebuilds the repository layer; ``force_toolchain`` the shared toolchain too (which
-    changes its id, so every environment image on it is rebuilt when next needed)."""
+    changes its id, so every environment image on it is rebuilt when next needed). ``images``:
+    ``build`` (here), ``official`` (SWE-bench's prebuilt image) or ``auto`` (official when it can
+    be pulled)."""
+    if images not in ("build", "official", "auto"):
+        raise ValueError(f"images={images!r}: use build, official or auto")
+    if images != "build":
+        ref = await anyio.to_thread.run_sync(_official, data, workspace, images == "official")
+        if ref is not None:
+            return ref
     return await anyio.to_thread.run_sync(_build, base, data, workspace, install_network, force, force_toolchain,
                                           build)
