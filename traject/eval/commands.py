@@ -84,6 +84,8 @@ def _merge(base: dict[str, Any], flags: EvalFlags) -> dict[str, Any]:
         put(data, key, value)
     if flags.env_config:
         data.setdefault("env_config", {}).update(_parse_env_config(flags.env_config))
+    if policy.get("kind") == "gold":  # a gold replay has no model on either side (customer_service)
+        data.setdefault("env_config", {}).setdefault("user", "gold")
     if flags.price_in is not None or flags.price_out is not None:
         pricing = data.setdefault("pricing", None) or {}
         put(pricing, "input_per_mtok", flags.price_in)

@@ -63,10 +63,11 @@ class PolicyConfig(_Model):
 
 
 class TaskSource(_Model):
-    """Tasks from a JSONL file of Task records (``file``), or from the env's own source."""
+    """Tasks from a JSONL file of Task records (``file``), or from the env's own source
+    (``split`` None: the env's own default split)."""
 
     file: str | None = None
-    split: str = "test"
+    split: str | None = None
     n: int | None = None
     seed: int = 0
 

@@ -1,9 +1,9 @@
 """Policies by kind, from a PolicyConfig: the extension point for ``traject eval --policy``.
 
 Built in: ``openai`` (OpenAIPolicy), ``completions`` (CompletionsPolicy: token in, token out;
-the target is the model's tokenizer), ``scripted`` (a Python object named ``module:attr``) and
+the target is the model's tokenizer), ``scripted`` (a Python object named ``module:attr``),
 ``hf`` (a local HF transformers model, through ``traject.agents.hf_policy.HFPolicy`` where that
-module is installed). Plugins add kinds through the ``traject.policies`` entry-point group: an
+module is installed) and ``gold`` (customer_service's gold replay, with ``user=gold``). Plugins add kinds through the ``traject.policies`` entry-point group: an
 entry point names a function ``(PolicyConfig) -> Policy``.
 """
 
@@ -134,7 +134,15 @@ def _completions(cfg: PolicyConfig) -> Policy:
                              **{**options, **cfg.options})
 
 
+def _gold(cfg: PolicyConfig) -> Policy:
+    """The customer-service gold replay (``traject.environments.customer_service.gold``)."""
+    from traject.environments.customer_service.gold import GoldPolicy
+
+    return GoldPolicy()
+
+
 register_policy_kind("openai", _openai)
 register_policy_kind("completions", _completions)
 register_policy_kind("scripted", _scripted)
 register_policy_kind("hf", _hf)
+register_policy_kind("gold", _gold)

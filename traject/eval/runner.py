@@ -46,7 +46,9 @@ def resolve_tasks(config: EvalConfig) -> list[Task]:
     src = config.tasks
     if src.file:
         return load_task_file(src.file)
-    options: dict[str, object] = {"split": src.split, "seed": src.seed}
+    options: dict[str, object] = {"seed": src.seed}
+    if src.split is not None:
+        options["split"] = src.split
     if src.n is not None:
         options["n"] = src.n
     try:

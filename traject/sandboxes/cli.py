@@ -16,20 +16,24 @@ console = Console()
 def build(
     method: str = typer.Option("auto", help="auto | dockerfile | rootfs (mmdebstrap + docker import)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the content tag exists"),
+    suite: str | None = typer.Option(None, "--suite", help="Debian suite: bullseye (Python 3.9), bookworm (3.11), "
+                                     "trixie (3.13); default: the default suite (moves traject/base:latest)"),
 ) -> None:
     """Build the base sandbox image (skipped when an image with the same content exists)."""
     from traject.sandboxes.config import DEFAULT_IMAGE
-    from traject.sandboxes.images import ImageBuildError, build_base_image
+    from traject.sandboxes.images import BaseImageSpec, ImageBuildError, build_base_image, default_suite
 
     if method not in ("auto", "dockerfile", "rootfs"):
         raise typer.BadParameter("method must be one of auto, dockerfile, rootfs", param_hint="--method")
     try:
-        ref = build_base_image(method=method, force=force)  # type: ignore[arg-type]
+        ref = build_base_image(BaseImageSpec(suite=suite), method=method, force=force)  # type: ignore[arg-type]
     except ImageBuildError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     state = f"built via {ref.method} in {ref.seconds:.1f}s" if ref.built else "up to date"
-    console.print(f"{ref.tag} ({state}); also tagged {DEFAULT_IMAGE}")
+    chosen = suite or default_suite()
+    aliases = f"traject/base:{chosen}" + (f" and {DEFAULT_IMAGE}" if chosen == default_suite() else "")
+    console.print(f"{ref.tag} ({state}); also tagged {aliases}")
 
 
 @app.command()
