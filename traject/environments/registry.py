@@ -57,6 +57,7 @@ class EnvRegistry:
         # Built-in envs register themselves on import.
         import traject.environments.builtin  # noqa: F401
 
+        sources: dict[str, str] = {name: "traject (built in)" for name in self._entries}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()
@@ -70,10 +71,18 @@ class EnvRegistry:
             else:
                 log.warning("env plugin %r (%s) is neither an EnvEntry nor a factory", ep.name, ep.value)
                 continue
-            if entry.name not in self._entries:
-                self._entries[entry.name] = entry
+            source = _distribution(ep)
+            if entry.name in self._entries:
+                log.warning("two env plugins are named %r: %s and %s; %s is used (uninstall one, or "
+                            "name it by module with --env MODULE:ENTRY)", entry.name,
+                            sources.get(entry.name, "?"), source, sources.get(entry.name, "?"))
+                continue
+            self._entries[entry.name] = entry
+            sources[entry.name] = source
 
     def get(self, name: str) -> EnvEntry:
+        if ":" in name:
+            return _load_entry(name)
         self.discover()
         try:
             return self._entries[name]
@@ -87,6 +96,30 @@ class EnvRegistry:
 
 
 registry = EnvRegistry()
+
+
+def _distribution(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else ep.value
+
+
+def _load_entry(target: str) -> EnvEntry:
+    """``package.module:ATTR``: an EnvEntry, or an Env factory, named by module (no plugin needed)."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise KeyError(f"env {target!r}: cannot load it ({exc}); expected 'package.module:ENTRY' naming "
+                       "an EnvEntry or an Env factory") from None
+    if isinstance(obj, EnvEntry):
+        return obj
+    if callable(obj):
+        return EnvEntry(name=target, make=obj)
+    raise KeyError(f"env {target!r} is a {type(obj).__name__}, not an EnvEntry or an Env factory")
 
 
 def register_env(name: str, make: Callable[..., Env], *, tasks: Callable[..., list[Task]] | None = None,
