@@ -190,3 +190,27 @@ async def test_a_context_overflow_400_raises_context_exhausted_without_retrying(
     assert isinstance(info.value.__cause__, ContextLengthError)
     assert len(server.requests) == 1
     await policy.aclose()
+
+
+@pytest.mark.anyio
+async def test_judges_and_simulated_users_send_through_the_same_transport_and_retry_policy(chat_server):
+    from pydantic import BaseModel
+
+    from traject.agents.transport import Transport
+    from traject.environments.users import SimulatorLLM, SimulatorLLMConfig
+    from traject.environments.users.cache import ResponseCache
+    from traject.rewards.judge import JudgeConfig, LLMJudge
+
+    class Verdict(BaseModel):
+        ok: bool
+
+    server = chat_server([ScriptedReply(status=503), '{"ok": true}', ScriptedReply(status=502), "Hi there."])
+    judge = LLMJudge(JudgeConfig(base_url=server.url, backoff_s=0.01))
+    assert (await judge.ask("ok?", Verdict)).value.ok
+    assert judge.stats.requests == 2  # the 503 was retried by the transport
+    user = SimulatorLLM(SimulatorLLMConfig(base_url=server.url, backoff_s=0.01), cache=ResponseCache())
+    assert (await user.generate([{"role": "user", "content": "hi"}], purpose="t")).content == "Hi there."
+    assert user.requests == 2
+    assert isinstance(judge._client, Transport) and isinstance(user._client, Transport)
+    await judge.aclose()
+    await user.aclose()

@@ -14,6 +14,7 @@ Content-Length or chunk size) is a retryable ``APIConnectionError`` and its conn
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 from typing import Any
@@ -61,6 +62,13 @@ class APIStatusError(LeanHTTPError):
 class APIResponseValidationError(LeanHTTPError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message, status=status)
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # One for every client: loading the CA bundle costs a few hundred ms, and simulated users
+    # open a client per episode.
+    return ssl.create_default_context()
 
 
 class _Conn:
@@ -132,7 +140,7 @@ class LeanHTTPClient:
         self._idle: list[_Conn] = []
         self.max_connections = max_connections
         self._slots = anyio.Semaphore(max_connections)
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = _ssl_context() if self.tls else None
         self._closed = False
         self._loop: object = None
 
