@@ -97,6 +97,13 @@ class OpenAIPolicy:
     async def aclose(self) -> None:
         await self.transport.aclose()
 
+    async def check(self) -> None:
+        """Send the endpoint one request; PolicyError saying what to fix when it fails."""
+        try:
+            await self.transport.check()
+        except EndpointError as exc:
+            raise PolicyError(str(exc)) from exc
+
     async def _create(self, req: dict[str, Any]) -> Any:
         """Send one chat request; the answer with attribute access (``resp.choices[0].message``)."""
         body = dict(req)

@@ -84,13 +84,13 @@ class Transport:
         (``ContextLengthError`` for a context overflow) once retries are spent."""
         return await self._send("POST", path, body)
 
-    async def get_json(self, path: str) -> Any:
-        return await self._send("GET", path, None)
+    async def get_json(self, path: str, *, retry: RetryPolicy | None = None) -> Any:
+        return await self._send("GET", path, None, retry)
 
-    async def _send(self, method: str, path: str, body: Any) -> Any:
+    async def _send(self, method: str, path: str, body: Any, retry: RetryPolicy | None = None) -> Any:
         attempts = 0
         try:
-            async for attempt in self.retry.retrying():
+            async for attempt in (retry or self.retry).retrying():
                 with attempt:
                     attempts += 1
                     self.requests += 1
@@ -104,6 +104,21 @@ class Transport:
             exc.attempts = attempts
             raise
         raise AssertionError("unreachable")
+
+    async def check(self) -> None:
+        """One request (``GET /models``, no retries); EndpointError with the fix when it fails."""
+        try:
+            await self.get_json("/models", retry=RetryPolicy(max_retries=0))
+        except APIStatusError as exc:
+            hint = {401: "the endpoint refused the API key: set OPENAI_API_KEY (or the config's api_key_env)",
+                    403: "the endpoint refused the API key: set OPENAI_API_KEY (or the config's api_key_env)",
+                    404: "is the base URL right? OpenAI-compatible servers serve under /v1, "
+                         "e.g. http://127.0.0.1:8000/v1"}.get(exc.status or 0, "")
+            raise LeanHTTPError(f"{self.base_url}/models answered {exc}" + (f"; {hint}" if hint else ""),
+                                status=exc.status) from None
+        except LeanHTTPError as exc:
+            raise LeanHTTPError(f"{self.base_url} is not answering as an OpenAI-compatible server: {exc}; "
+                                "start the server, or pass the right --base-url", status=exc.status) from None
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -96,6 +96,8 @@ class ToolEnv(Env):
                 out.append(spec)
             elif isinstance(spec, Toolset):
                 out.extend(spec.tools())
+            elif isinstance(spec, type) and issubclass(spec, Toolset):
+                out.extend(spec.declared_tools() or [])  # a class's tools, without making one
         return out
 
     @property
