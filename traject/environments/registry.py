@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from pydantic import BaseModel
+
 from traject.environments.base import Env
 from traject.types import Task
 
@@ -30,13 +32,24 @@ class EnvEntry:
 
     ``make(**config)`` returns a fresh Env. ``tasks(**options)`` returns tasks; the options
     every built-in source understands are ``split``, ``n`` and ``seed``, plus ``path`` for
-    sources that load a benchmark's files.
+    sources that load a benchmark's files. ``task_data`` is the pydantic model of
+    ``Task.data`` (a class, or ``"module:Class"`` imported when needed): task files are checked
+    against it before anything runs.
     """
 
     name: str
     make: Callable[..., Env]
     tasks: Callable[..., list[Task]] | None = None
     description: str = ""
+    task_data: type[BaseModel] | str | None = None
+
+    def task_data_model(self) -> type[BaseModel] | None:
+        if isinstance(self.task_data, str):
+            import importlib
+
+            module, _, attr = self.task_data.partition(":")
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return self.task_data
 
 
 class EnvRegistry:
@@ -123,8 +136,9 @@ def _load_entry(target: str) -> EnvEntry:
 
 
 def register_env(name: str, make: Callable[..., Env], *, tasks: Callable[..., list[Task]] | None = None,
-                 description: str = "", replace: bool = False) -> EnvEntry:
-    return registry.register(EnvEntry(name, make, tasks, description), replace=replace)
+                 description: str = "", replace: bool = False,
+                 task_data: type[BaseModel] | str | None = None) -> EnvEntry:
+    return registry.register(EnvEntry(name, make, tasks, description, task_data), replace=replace)
 
 
 def make(name: str, **config: Any) -> Env:

@@ -45,7 +45,13 @@ class ProgressSink(Protocol):
 def resolve_tasks(config: EvalConfig) -> list[Task]:
     src = config.tasks
     if src.file:
-        return load_task_file(src.file)
+        from traject.environments.registry import registry
+
+        try:
+            model = registry.get(config.env).task_data_model()
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0]) if exc.args else repr(exc)) from None
+        return load_task_file(src.file, model, env=config.env)
     options: dict[str, object] = {"split": src.split, "seed": src.seed}
     if src.n is not None:
         options["n"] = src.n
