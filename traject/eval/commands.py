@@ -205,7 +205,9 @@ def compare_command(runs: list[str], out: str, console: Console) -> int:
     for r in rows:
         table.add_row(*r)
     console.print(table)
-    console.print(f"wrote {out}/comparison.md" + (f" and {plot}" if plot else ""), highlight=False)
+    for warning in comparison.warnings:
+        _note(console, f"warning: {warning}")
+    console.print(f"wrote {out}/comparison.md" + (f" and {plot}" if plot else ""), highlight=False, markup=False)
     return 0
 
 
