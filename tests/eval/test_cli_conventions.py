@@ -68,3 +68,14 @@ def test_output_that_is_not_a_terminal_gets_progress_lines_and_is_never_wrapped(
     assert progress and progress[-1].startswith("lookup/scripted:traject.testing.lookup_oracle:solve: 3/3 episodes")
     assert any(str(out) in line for line in lines)  # the long path is never split over lines
     assert "\x1b[" not in p.stdout and "[/" not in p.stdout
+
+
+def test_train_with_an_unknown_env_fails_in_one_line_before_anything_is_written(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  tiny: {}\nenv:\n  name: no_such_env\n")
+    p = subprocess.run([sys.executable, "-m", "traject.cli", "train", str(config)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 2, p.stderr
+    assert "field 'env.name': no env named 'no_such_env'" in p.stderr
+    assert "Traceback" not in p.stderr and "[red]" not in p.stderr + p.stdout
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml"]  # no half-written run directory
