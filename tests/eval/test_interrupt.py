@@ -15,9 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _start(tmp_path: Path, extra: list[str]) -> tuple[subprocess.Popen, Path]:
+def _start(tmp_path: Path, extra: list[str], tool: str) -> tuple[subprocess.Popen, Path]:
     marker = tmp_path / "started"
-    env = dict(os.environ, BLOCKING_MARKER=str(marker),
+    env = dict(os.environ, BLOCKING_MARKER=str(marker), BLOCKING_TOOL=tool,
                PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests" / "tools")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "traject.cli", "eval", "--env", "blocking_tools:ENTRY",
@@ -32,9 +32,10 @@ def _start(tmp_path: Path, extra: list[str]) -> tuple[subprocess.Popen, Path]:
     return proc, marker
 
 
-@pytest.mark.parametrize("flags", [[], ["--quiet"]])
-def test_ctrl_c_stops_eval_while_a_tool_blocks(tmp_path, flags):
-    proc, _ = _start(tmp_path, flags)
+@pytest.mark.parametrize(("flags", "tool"), [([], "sleep_forever"), (["--quiet"], "sleep_forever"),
+                                             ([], "sleep_forever_isolated")])
+def test_ctrl_c_stops_eval_while_a_tool_blocks(tmp_path, flags, tool):
+    proc, marker = _start(tmp_path, flags, tool)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
@@ -47,3 +48,13 @@ def test_ctrl_c_stops_eval_while_a_tool_blocks(tmp_path, flags):
     assert "traject eval --out" in out and "--resume" in out
     assert "Traceback" not in out
     print(f"stopped {took:.2f} s after SIGINT")
+    if tool.endswith("isolated"):  # the worker process is gone too
+        pid = int(marker.read_text())
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the isolated tool's worker process outlived the eval")

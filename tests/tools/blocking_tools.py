@@ -65,6 +65,6 @@ ENTRY = EnvEntry(name="blocking", make=make_env, tasks=tasks, description="tools
 
 
 def block(messages: list[Message], tools: object) -> Message:
-    """A scripted policy: call sleep_forever, marking the file named in $BLOCKING_MARKER."""
-    return Message.assistant("", tool_calls=[ToolCall(name="sleep_forever",
+    """A scripted policy: call $BLOCKING_TOOL (sleep_forever), marking the file in $BLOCKING_MARKER."""
+    return Message.assistant("", tool_calls=[ToolCall(name=os.environ.get("BLOCKING_TOOL", "sleep_forever"),
                                                       arguments={"marker": os.environ.get("BLOCKING_MARKER", "")})])
