@@ -104,16 +104,22 @@ class OpenAIPolicy:
         except EndpointError as exc:
             raise PolicyError(str(exc)) from exc
 
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``path`` under ``base_url`` through the transport and its retries;
+        the decoded JSON. ContextExhausted when the server says the request does not fit the
+        model's context; PolicyError when it keeps failing."""
+        try:
+            return await self.transport.post_json(path, body)
+        except ContextLengthError as exc:
+            raise ContextExhausted(f"the server refused the request as beyond the model's context: {exc}") from exc
+        except EndpointError as exc:
+            raise PolicyError(f"chat endpoint failed: {type(exc).__name__}: {exc}") from exc
+
     async def _create(self, req: dict[str, Any]) -> Any:
         """Send one chat request; the answer with attribute access (``resp.choices[0].message``)."""
         body = dict(req)
         body.update(body.pop("extra_body", None) or {})
-        try:
-            return wrap(await self.transport.post_json("/chat/completions", body))
-        except ContextLengthError as exc:
-            raise ContextExhausted(str(exc)) from exc
-        except EndpointError as exc:
-            raise PolicyError(f"chat endpoint failed: {type(exc).__name__}: {exc}") from exc
+        return wrap(await self.post("/chat/completions", body))
 
     async def __aenter__(self) -> OpenAIPolicy:
         return self
