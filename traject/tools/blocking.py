@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import anyio.to_thread
 import anyio.to_process
 
 _abandoned = 0
