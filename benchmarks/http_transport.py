@@ -91,7 +91,7 @@ async def _one(kind: str, url: str, requests: int, concurrency: int) -> dict:
     if kind == "lean":
         from traject.agents.lean_http import LeanHTTPClient
 
-        client = LeanHTTPClient(url)
+        client = LeanHTTPClient(url, timeout_s=60)
 
         async def send() -> None:
             resp = await client.post_json("/chat/completions", body)
@@ -100,7 +100,7 @@ async def _one(kind: str, url: str, requests: int, concurrency: int) -> dict:
     elif kind == "httpx":
         import httpx
 
-        client = httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(
+        client = httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(
             max_connections=concurrency, max_keepalive_connections=concurrency))
 
         async def send() -> None:
@@ -112,7 +112,7 @@ async def _one(kind: str, url: str, requests: int, concurrency: int) -> dict:
         import httpx
         import openai
 
-        client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=120,
+        client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=60,
                                     http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(
                                         max_connections=concurrency, max_keepalive_connections=concurrency)))
 
@@ -131,12 +131,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--requests", type=int, default=None)
+    ap.add_argument("--concurrency", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "http_transport.json"))
     args = ap.parse_args()
     if args.serve:
         asyncio.run(_serve())
         return
     requests, concurrency, rounds = (1000, 200, 3) if args.quick else (4000, 1000, 3)
+    requests = args.requests or requests
+    concurrency = args.concurrency or concurrency
+    rounds = args.rounds or rounds
     server = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline().split()[1])
@@ -146,6 +152,8 @@ def main() -> None:
         for _ in range(rounds):
             for k in kinds:
                 runs[k].append(anyio.run(_one, k, url, requests, concurrency))
+                print(f"  {k}: {runs[k][-1]['cpu_ms_per_request']:.3f} CPU ms/request, "
+                      f"{runs[k][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     finally:
         server.kill()
     rows = {}
