@@ -27,7 +27,20 @@ def test_version_and_help_defaults():
     assert "…" not in h.stdout
 
 
-def test_errors_are_one_line_with_exit_codes_and_debug_shows_the_traceback(tmp_path):
+def _in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI's own entry path (``run_cli``), without a new interpreter."""
+    from traject import cli_output
+    from traject.cli import app
+
+    try:
+        rc = cli_output.run_cli(lambda **kw: app(list(args), **kw))
+    finally:
+        cli_output.debug = False
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_errors_are_one_line_with_exit_codes_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     corrupt = tmp_path / "run"
     corrupt.mkdir()
     (corrupt / "trajectories.jsonl").write_text("garbage\n")
@@ -40,22 +53,23 @@ def test_errors_are_one_line_with_exit_codes_and_debug_shows_the_traceback(tmp_p
         (("eval", "--bogus"), 2, "No such option: --bogus"),
     ]
     for args, rc, text in cases:
-        p = _cli(*args)
-        assert p.returncode == rc, (args, p.stdout, p.stderr)
-        out = p.stdout + p.stderr
+        code, stdout, stderr = _in_process(capsys, *args)
+        assert code == rc, (args, stdout, stderr)
+        out = stdout + stderr
         assert text in out, (args, out)
         assert "Traceback" not in out and len(out.strip().splitlines()) <= 4, out
         assert "[red]" not in out and "[/" not in out
     # a runtime failure: rc 1, one line, and --debug shows where it came from
     env_file = tmp_path / "broken_env.py"
     env_file.write_text("def make():\n    raise OSError('the disk is on fire')\n")
-    p = _cli("eval", "--env", "broken_env:make", "--model", "m", "-o", str(tmp_path / "b"),
-             PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path}")
-    assert p.returncode == 1 and "OSError: the disk is on fire" in p.stderr and "Traceback" not in p.stderr
-    assert "--debug" in p.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = _in_process(capsys, "eval", "--env", "broken_env:make", "--model", "m", "-o", str(tmp_path / "b"))
+    assert code == 1 and "OSError: the disk is on fire" in err and "Traceback" not in err
+    assert "--debug" in err
+    # a real process, so that the traceback really reaches stderr
     d = _cli("--debug", "eval", "--env", "broken_env:make", "--model", "m", "-o", str(tmp_path / "c"),
              PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path}")
-    assert d.returncode == 1 and "Traceback" in d.stderr
+    assert d.returncode == 1 and "Traceback" in d.stderr and "the disk is on fire" in d.stderr
 
 
 def test_output_that_is_not_a_terminal_gets_progress_lines_and_is_never_wrapped(tmp_path):
@@ -70,12 +84,12 @@ def test_output_that_is_not_a_terminal_gets_progress_lines_and_is_never_wrapped(
     assert "\x1b[" not in p.stdout and "[/" not in p.stdout
 
 
-def test_train_with_an_unknown_env_fails_in_one_line_before_anything_is_written(tmp_path):
+def test_train_with_an_unknown_env_fails_in_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
     config = tmp_path / "c.yaml"
     config.write_text("model:\n  tiny: {}\nenv:\n  name: no_such_env\n")
-    p = subprocess.run([sys.executable, "-m", "traject.cli", "train", str(config)], capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert p.returncode == 2, p.stderr
-    assert "field 'env.name': no env named 'no_such_env'" in p.stderr
-    assert "Traceback" not in p.stderr and "[red]" not in p.stderr + p.stdout
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _in_process(capsys, "train", str(config))
+    assert code == 2, err
+    assert "field 'env.name': no env named 'no_such_env'" in err
+    assert "Traceback" not in err and "[red]" not in err + out
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml"]  # no half-written run directory
