@@ -233,7 +233,7 @@ class ToolEnv(Env):
         except Exception as exc:  # noqa: BLE001 - a tool's bug is an observation, not a crash
             return self._error(call, "raised", f"tool {call.name!r} failed: {type(exc).__name__}: {exc}", t0)
         if output.infra_error:
-            raise InfraError(f"tool {call.name!r} reported an infrastructure failure: {output.content:.2000}")
+            raise InfraError(f"tool {call.name!r} reported an infrastructure failure: {str(output.content)[:2000]}")
         result = ToolResult(call_id=call.id, name=call.name, content=cap_content(output.content, self.max_output_chars),
                             is_error=output.is_error, error_kind="raised" if output.is_error else None,
                             reward=output.reward, metadata=output.metadata,
