@@ -116,7 +116,9 @@ class Episode:
             await self._close()
             raise
         except Exception as exc:  # noqa: BLE001 - the machinery failed, not the agent
-            log.exception("episode of task %s failed", self.task.id)
+            # One line per episode (a traceback each would bury the run's output); --debug logs show it.
+            log.warning("episode of task %s failed: %s: %s", self.task.id, type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
             traj.status = Status.INFRA_ERROR
             traj.error = f"{type(exc).__name__}: {exc}"
             self.done = True

@@ -1,4 +1,4 @@
-"""Exact tokens from an OpenAI-compatible server's answers, and its context-overflow errors.
+"""Exact tokens from an OpenAI-compatible server's answers.
 
 vLLM (>= 0.10.2) answers ``return_token_ids: true`` with ``prompt_token_ids`` and
 ``token_ids`` (on the chat response and choice; on each completions choice) and ``logprobs``
@@ -17,8 +17,6 @@ from traject.types import Generation
 
 log = logging.getLogger(__name__)
 
-_OVERFLOW_MARKERS = ("context length", "context window", "maximum context")
-
 
 def field(obj: Any, name: str) -> Any:
     """``obj.name`` or ``obj[name]``, None when absent (SDK models, lean Attr, plain dicts)."""
@@ -26,17 +24,6 @@ def field(obj: Any, name: str) -> Any:
         return obj.get(name)
     return getattr(obj, name, None)
 
-
-def context_overflow(exc: BaseException) -> str | None:
-    """The reason, when ``exc`` is a server's HTTP 400 for a request beyond the context window
-    (vLLM's and SGLang's wording); None for any other failure."""
-    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
-    if status != 400:
-        return None
-    text = str(exc)
-    if any(m in text.lower() for m in _OVERFLOW_MARKERS):
-        return f"the server refused the request as beyond the model's context window: {text}"
-    return None
 
 
 def _logprob_list(values: Any, n: int) -> list[float] | None:

@@ -14,7 +14,18 @@ from traject.environments.users.base import UserSimulator
 from traject.tools.base import Tool, ToolArgumentError, ToolOutput
 from traject.tools.context import ToolContext
 from traject.tools.toolset import Toolset
-from traject.types import InfraError, Message, Task, Timings, ToolCall, ToolResult, ToolSchema, new_id
+from traject.types import (
+    ContentPart,
+    InfraError,
+    Message,
+    Task,
+    TextPart,
+    Timings,
+    ToolCall,
+    ToolResult,
+    ToolSchema,
+    new_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,8 @@ class ToolEnv(Env):
       step's ``info["early_termination"]`` records the turn and the failed items. Control:
       ``early_termination`` (None: as the checklist's config says, which in CM2 is to end; False:
       never check; True: end whenever the turn's check fails).
+    * A tool's output is cut to ``max_output_chars`` characters per call (None: no cap), with a
+      marker saying how much was cut, so one huge output cannot overflow the model's context.
     * An ``InfraError`` from a tool, the sandbox or the user propagates: the runner marks the
       trajectory ``infra_error``.
     """
@@ -61,6 +74,7 @@ class ToolEnv(Env):
         reward: Reward | None = None,
         on_text_reply: Literal["end", "nudge"] = "end",
         early_termination: bool | None = None,
+        max_output_chars: int | None = 16_000,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
@@ -75,6 +89,9 @@ class ToolEnv(Env):
         self.on_text_reply = on_text_reply
         self.early_termination = early_termination
         self._results: list[ToolResult] = []
+        if max_output_chars is not None and max_output_chars < 1:
+            raise ValueError(f"max_output_chars must be at least 1 (or None), got {max_output_chars}")
+        self.max_output_chars = max_output_chars
         self.spec = EnvSpec(name=name, max_turns=max_turns, system_prompt=system_prompt,
                             tools=[t.schema for t in self._static_tools()])
         self.messages: list[Message] = []
@@ -91,6 +108,8 @@ class ToolEnv(Env):
                 out.append(spec)
             elif isinstance(spec, Toolset):
                 out.extend(spec.tools())
+            elif isinstance(spec, type) and issubclass(spec, Toolset):
+                out.extend(spec.declared_tools() or [])  # a class's tools, without making one
         return out
 
     @property
@@ -223,7 +242,8 @@ class ToolEnv(Env):
         return [o for o in outputs if o is not None]
 
     def _error(self, call: ToolCall, kind: str, text: str, t0: float) -> tuple[ToolResult, None]:
-        return ToolResult(call_id=call.id, name=call.name, content=f"Error: {text}", is_error=True,
+        return ToolResult(call_id=call.id, name=call.name, content=cap_content(f"Error: {text}", self.max_output_chars),
+                          is_error=True,
                           error_kind=kind, duration_s=time.perf_counter() - t0), None  # type: ignore[arg-type]
 
     async def _run_call(self, call: ToolCall) -> tuple[ToolResult, ToolOutput | None]:
@@ -250,8 +270,8 @@ class ToolEnv(Env):
         except Exception as exc:  # noqa: BLE001 - a tool's bug is an observation, not a crash
             return self._error(call, "raised", f"tool {call.name!r} failed: {type(exc).__name__}: {exc}", t0)
         if output.infra_error:
-            raise InfraError(f"tool {call.name!r} reported an infrastructure failure: {output.content}")
-        result = ToolResult(call_id=call.id, name=call.name, content=output.content,
+            raise InfraError(f"tool {call.name!r} reported an infrastructure failure: {str(output.content)[:2000]}")
+        result = ToolResult(call_id=call.id, name=call.name, content=cap_content(output.content, self.max_output_chars),
                             is_error=output.is_error, error_kind="raised" if output.is_error else None,
                             reward=output.reward, metadata=output.metadata,
                             duration_s=time.perf_counter() - t0)
@@ -282,3 +302,29 @@ class ToolEnv(Env):
                 errors.append(exc)
         if errors:
             raise InfraError(f"closing env {self.spec.name!r} failed: {errors[0]!r}") from errors[0]
+
+
+def cap_text(text: str, limit: int | None) -> str:
+    """``text`` cut to ``limit`` characters, ending with a marker that says how much was cut."""
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[output cut: {len(text) - limit:,} of {len(text):,} characters not shown]"
+
+
+def cap_content(content: str | list[ContentPart], limit: int | None) -> str | list[ContentPart]:
+    """A tool output's text cut to ``limit`` characters in all (images are kept)."""
+    if limit is None or isinstance(content, str):
+        return cap_text(content, limit)  # type: ignore[arg-type]
+    total = sum(len(p.text) for p in content if isinstance(p, TextPart))
+    if total <= limit:
+        return content
+    out: list[ContentPart] = []
+    left = limit
+    for part in content:
+        if not isinstance(part, TextPart):
+            out.append(part)
+        elif left > 0:
+            out.append(part if len(part.text) <= left else TextPart(text=part.text[:left]))
+            left -= len(part.text)
+    out.append(TextPart(text=f"[output cut: {total - limit:,} of {total:,} characters not shown]"))
+    return out

@@ -112,6 +112,11 @@ def _hf(cfg: PolicyConfig) -> Policy:
         options.setdefault("max_new_tokens", cfg.max_tokens)
     if cfg.tool_format is not None:
         options.setdefault("tool_format", cfg.tool_format)
+    from pathlib import Path
+
+    if not Path(cfg.target).exists():
+        raise ConfigError(f"--policy hf:{cfg.target}: no model there; pass a directory written by "
+                          "save_pretrained (e.g. traject.agents.hf.build_tiny_model(path))")
     from_pretrained = getattr(cls, "from_pretrained", None)
     return from_pretrained(cfg.target, **options) if from_pretrained else cls(cfg.target, **options)  # type: ignore[no-any-return]
 

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from traject.cli_output import error
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sandbox images and containers.")
 console = Console()
 
@@ -28,7 +30,7 @@ def build(
     try:
         ref = build_base_image(BaseImageSpec(suite=suite), method=method, force=force)  # type: ignore[arg-type]
     except ImageBuildError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from None
     state = f"built via {ref.method} in {ref.seconds:.1f}s" if ref.built else "up to date"
     chosen = suite or default_suite()
@@ -52,7 +54,7 @@ def derive(
     try:
         ref = derive_image(base, spec)
     except ImageBuildError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from None
     console.print(f"{ref.tag} ({'built in %.1fs' % ref.seconds if ref.built else 'cached'})")
 
