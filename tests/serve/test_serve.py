@@ -69,9 +69,9 @@ def test_http_token_paths_equal_the_in_process_policy(qwen3_model: Path, served)
     ref = build_token_views(local)
     assert len(ref) == 2  # the reasoning-dropping template split the conversation
     base = server.base_url + "/v1"
-    for dialect, transport in (("vllm", "lean"), ("sglang", "lean"), ("vllm", "sdk")):
+    for dialect in ("vllm", "sglang"):
         policy = CompletionsPolicy(model="tiny", base_url=base, tokenizer=str(qwen3_model), dialect=dialect,
-                                   temperature=0, max_tokens=6, transport=transport)
+                                   temperature=0, max_tokens=6)
         remote = drive(policy, start)
         views = build_token_views(remote)
         assert [(v.ids, v.mask, v.turn, v.prompt_len) for v in views] == \

@@ -66,7 +66,6 @@ class CompletionsPolicyConfig(BaseModel):
     max_retries: int = 4
     backoff_s: float = 0.5
     backoff_max_s: float = 20.0
-    transport: Literal["auto", "sdk", "lean"] = "auto"
 
 
 class CompletionsPolicy:
@@ -92,7 +91,7 @@ class CompletionsPolicy:
         base = base[: len(base) - len(self.api_prefix)]
         self.http = OpenAIPolicy(OpenAIPolicyConfig(
             model=c.model, base_url=base, api_key=c.api_key, request_timeout_s=c.request_timeout_s,
-            max_retries=c.max_retries, backoff_s=c.backoff_s, backoff_max_s=c.backoff_max_s, transport=c.transport,
+            max_retries=c.max_retries, backoff_s=c.backoff_s, backoff_max_s=c.backoff_max_s,
             return_token_ids=False))
         self.warn_missing = MissingTokensWarning(base)
         self.mismatches = 0
