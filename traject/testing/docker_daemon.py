@@ -1,0 +1,138 @@
+"""A second Docker daemon on this machine, reached over tcp://127.0.0.1:PORT as a remote host.
+
+For tests and benchmarks of multi-host placement and the remote channel. It has its own
+socket, data-root, exec-root (hence its own containerd) and pidfile, and runs with
+``--bridge=none --iptables=false``; it needs root and ``dockerd`` on PATH. ``stop()`` removes
+what it holds and its directories. ``python -m traject.testing.docker_daemon`` starts one and
+prints its URL until interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from traject.sandboxes.docker_client import LABEL, ping_host
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def can_start() -> str | None:
+    """None when a second daemon can be started here, else why not."""
+    if shutil.which("dockerd") is None:
+        return "dockerd is not installed"
+    if os.geteuid() != 0:
+        return "starting a Docker daemon needs root"
+    return None
+
+
+class SecondDaemon:
+    def __init__(self, root: str | None = None, port: int | None = None) -> None:
+        # short paths: containerd's sockets live under exec-root (unix paths max 108 bytes)
+        self.root = Path(root or tempfile.mkdtemp(prefix="tjd-", dir="/tmp"))
+        self.port = port or free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.socket = self.root / "docker.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.root / "dockerd.log"
+
+    def argv(self) -> list[str]:
+        return [
+            "dockerd",
+            "--data-root", str(self.root / "data"),
+            "--exec-root", str(self.root / "x"),
+            "--pidfile", str(self.root / "dockerd.pid"),
+            "--host", f"unix://{self.socket}",
+            "--host", self.url,
+            "--bridge=none", "--iptables=false", "--ip-masq=false",
+            "--containerd-namespace", f"tjd{self.port}",
+            "--containerd-plugins-namespace", f"tjd{self.port}p",
+        ]
+
+    def start(self, timeout: float = 60.0) -> SecondDaemon:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while ping_host(self.url, 1.0) is not None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"the second dockerd did not come up: {tail}")
+            time.sleep(0.2)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the daemon (and its containerd): a host that stops answering mid-run."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._kill_leftover_containerd()
+
+    def _kill_leftover_containerd(self) -> None:
+        # dockerd's managed containerd writes its pid under exec-root
+        pidfile = self.root / "x" / "containerd" / "containerd.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+    def traject_containers(self) -> list[str]:
+        from traject.sandboxes.docker_client import get_client
+
+        api = get_client(host=self.url).api
+        return [c["Id"] for c in api.containers(all=True, filters={"label": LABEL})]
+
+    def stop(self) -> None:
+        """Remove traject's containers, stop the daemon, delete its directories."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                from traject.sandboxes.docker_client import get_client
+
+                api = get_client(host=self.url).api
+                for cid in self.traject_containers():
+                    api.remove_container(cid, force=True)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._kill_leftover_containerd()
+        # a daemon that died hard can leave overlay mounts under its data-root
+        with contextlib.suppress(OSError), open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if str(self.root) in line]
+        for mount in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> SecondDaemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    why = can_start()
+    if why:
+        raise SystemExit(f"cannot start a second daemon: {why}")
+    with SecondDaemon() as daemon:
+        print(daemon.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()
