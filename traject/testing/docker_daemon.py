@@ -70,7 +70,7 @@ class SecondDaemon:
         while ping_host(self.url, 1.0) is not None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
-                self.stop()
+                self.kill()
                 raise RuntimeError(f"the second dockerd did not come up: {tail}")
             time.sleep(0.2)
         return self
@@ -88,6 +88,18 @@ class SecondDaemon:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self) -> None:
+        """Start it again after ``kill()`` (same data: it cleans up what was left running)."""
+        if not self.running:
+            self.start()
+            from traject.sandboxes.hosts import docker_hosts
+
+            docker_hosts.recheck_sync(self.url)  # drained: answers again; orphans removed
+
     def traject_containers(self) -> list[str]:
         from traject.sandboxes.docker_client import get_client
 
@@ -96,6 +108,9 @@ class SecondDaemon:
 
     def stop(self) -> None:
         """Remove traject's containers, stop the daemon, delete its directories."""
+        if self.proc is not None and not self.running:
+            with contextlib.suppress(Exception):
+                self.start()  # a killed daemon: back up, so that its containers are removed
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(Exception):
                 from traject.sandboxes.docker_client import get_client
@@ -105,7 +120,7 @@ class SecondDaemon:
                     api.remove_container(cid, force=True)
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
