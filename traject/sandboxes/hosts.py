@@ -177,15 +177,28 @@ class DockerHosts:
 
             api = get_client(host=url).api
             try:
-                api.inspect_image(image)
+                have = api.inspect_image(image)["Id"]
             except docker.errors.ImageNotFound:
-                self._provide_image(url, image)
+                have = None
+            local = self._local_image_id(image) if url != docker_host() else None
+            if have is None or (local is not None and have != local):
+                self._provide_image(url, image)  # missing, or not what this machine's daemon calls it
             self._have_image.add(key)
+
+    def _local_image_id(self, image: str) -> str | None:
+        import docker.errors
+
+        try:
+            return str(get_client().api.inspect_image(image)["Id"])
+        except docker.errors.ImageNotFound:
+            return None
+        except Exception:  # noqa: BLE001 - no local daemon: nothing to compare with
+            return None
 
     def _provide_image(self, url: str, image: str) -> None:
         import docker.errors
 
-        for source in [docker_host(), *self._hosts]:
+        for source in [docker_host(), *list(self._hosts)]:
             if source == url or self.state(source).down is not None:
                 continue
             try:

@@ -3,13 +3,16 @@
 For tests and benchmarks of multi-host placement and the remote channel. It has its own
 socket, data-root, exec-root (hence its own containerd) and pidfile, and runs with
 ``--bridge=none --iptables=false``; it needs root and ``dockerd`` on PATH. ``stop()`` removes
-what it holds and its directories. ``python -m traject.testing.docker_daemon`` starts one and
+its containers, stops it and deletes its directories, except the data-root when that is the
+machine's cache (``CACHE_DATA_ROOT``, used by one daemon at a time under a lock): images loaded
+into it are kept for the next test session (``rm -rf`` it to reclaim the space). ``python -m traject.testing.docker_daemon`` starts one and
 prints its URL until interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -20,6 +23,9 @@ import time
 from pathlib import Path
 
 from traject.sandboxes.docker_client import LABEL, ping_host
+
+
+CACHE_DATA_ROOT = os.environ.get("TRAJECT_TEST_DOCKERD_DATA", "/var/tmp/traject-dockerd-data")
 
 
 def free_port() -> int:
@@ -38,9 +44,19 @@ def can_start() -> str | None:
 
 
 class SecondDaemon:
-    def __init__(self, root: str | None = None, port: int | None = None) -> None:
+    def __init__(self, root: str | None = None, port: int | None = None, *, cache: bool = True) -> None:
         # short paths: containerd's sockets live under exec-root (unix paths max 108 bytes)
         self.root = Path(root or tempfile.mkdtemp(prefix="tjd-", dir="/tmp"))
+        self.data_root = self.root / "data"
+        self._cache_lock: int | None = None
+        if cache and CACHE_DATA_ROOT:
+            os.makedirs(CACHE_DATA_ROOT, exist_ok=True)
+            fd = os.open(CACHE_DATA_ROOT + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._cache_lock, self.data_root = fd, Path(CACHE_DATA_ROOT)
+            except OSError:
+                os.close(fd)  # another daemon uses the cache: a data-root of our own
         self.port = port or free_port()
         self.url = f"tcp://127.0.0.1:{self.port}"
         self.socket = self.root / "docker.sock"
@@ -50,7 +66,7 @@ class SecondDaemon:
     def argv(self) -> list[str]:
         return [
             "dockerd",
-            "--data-root", str(self.root / "data"),
+            "--data-root", str(self.data_root),
             "--exec-root", str(self.root / "x"),
             "--pidfile", str(self.root / "dockerd.pid"),
             "--host", f"unix://{self.socket}",
@@ -125,12 +141,16 @@ class SecondDaemon:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._kill_leftover_containerd()
-        # a daemon that died hard can leave overlay mounts under its data-root
+        # a daemon that died hard can leave overlay mounts under its directories
         with contextlib.suppress(OSError), open("/proc/mounts") as f:
-            mounts = [line.split()[1] for line in f if str(self.root) in line]
+            mounts = [line.split()[1] for line in f
+                      if str(self.root) in line or str(self.data_root) + "/" in line]
         for mount in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        if self._cache_lock is not None:
+            os.close(self._cache_lock)
+            self._cache_lock = None
 
     def __enter__(self) -> SecondDaemon:
         return self.start()
