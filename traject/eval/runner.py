@@ -34,6 +34,7 @@ from traject.eval.run_dir import (
 )
 from traject.eval.summary import EvalSummary, summarize
 from traject.eval.task_file import load_task_file, write_task_file
+from traject.sandboxes.base import SandboxError
 from traject.types import Task, Trajectory
 
 
@@ -67,6 +68,8 @@ def env_factory(config: EvalConfig):  # noqa: ANN201 - a zero-argument Env facto
         raise ConfigError(str(exc.args[0]) if exc.args else str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"env {config.env!r} with env_config {config.env_config}: {exc}") from None
+    except SandboxError as exc:  # no sandbox backend: fail closed, before any episode runs
+        raise ConfigError(f"env {config.env!r}: {exc}") from None
     del env
     return factory
 
