@@ -77,6 +77,8 @@ def eval_(
     price_out: float = typer.Option(None, "--price-out", help="USD per million output tokens (cost estimate)."),
     name: str = typer.Option(None, "--name", help="A label for tables and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: str = typer.Option(None, "--ray", help="Run episodes in Ray actors: --ray (RAY_ADDRESS or this "
+                            "machine's `ray start` cluster) or --ray ADDRESS."),
 ) -> None:
     """Evaluate a policy on an env's tasks: success, reward (95% CI), pass@k, pass^k, tokens, latency."""
     from traject.eval.commands import EvalFlags, eval_command
@@ -180,7 +182,18 @@ def _mount_sandbox() -> None:
 _mount_sandbox()
 
 
+def optional_value(argv: list[str], flag: str, default: str) -> list[str]:
+    """``--ray`` may come without a value: give it ``default`` (click options need one)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == flag and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, default)
+            break
+    return out
+
+
 def main() -> None:
+    sys.argv = optional_value(sys.argv, "--ray", "auto")
     try:
         app()
     except KeyboardInterrupt:

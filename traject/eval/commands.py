@@ -45,6 +45,7 @@ class EvalFlags:
     price_out: float | None = None
     name: str | None = None
     quiet: bool = False
+    ray: str | None = None
 
 
 def _parse_env_config(items: list[str]) -> dict[str, Any]:
@@ -131,10 +132,14 @@ def eval_command(flags: EvalFlags, console: Console, argv: list[str] | None = No
     try:
         if progress is not None:
             with progress:
-                results = anyio.run(lambda: run_eval(config, out, resume=flags.resume, progress=progress, argv=argv))
+                results = anyio.run(lambda: run_eval(config, out, resume=flags.resume, progress=progress, argv=argv,
+                                                     ray=flags.ray))
         else:
-            results = anyio.run(lambda: run_eval(config, out, resume=flags.resume, argv=argv))
+            results = anyio.run(lambda: run_eval(config, out, resume=flags.resume, argv=argv, ray=flags.ray))
     except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except ConnectionError as exc:  # --ray ADDRESS: no cluster there
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -135,9 +136,11 @@ async def close_policy(policy: Policy) -> None:
 
 async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool = False,
                    progress: ProgressSink | None = None, policy: Policy | None = None,
-                   argv: Sequence[str] | None = None) -> EvalResults:
+                   argv: Sequence[str] | None = None, ray: str | None = None) -> EvalResults:
     """Run (or resume) an eval into ``out`` and return its results. ``policy`` overrides the
-    config's policy (for library users holding a policy object)."""
+    config's policy (for library users holding a policy object). ``ray``: run the episodes in
+    Ray actors on the cluster at that address (``"auto"``: RAY_ADDRESS or this machine's
+    ``ray start`` cluster); trajectories still stream into this run directory."""
     run_dir = RunDir(out)
     own_policy = policy is None
     if policy is None and config is not None and not resume:
@@ -165,10 +168,19 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
         if progress is not None:
             progress.advance(traj)
 
+    remote = None
+    if ray is not None:
+        from traject.agents.ray_rollouts import RayEpisodes
+
+        remote = RayEpisodes(factory, partial(make_policy, config.policy), address=ray,
+                             episode_timeout_s=config.episode_timeout_s, retry_infra=config.retry_infra,
+                             actor_concurrency=config.concurrency)
     rollouts = Rollouts(policy, factory, group_size=config.samples, concurrency=config.concurrency,
                         episode_timeout_s=config.episode_timeout_s, store=store, seed=config.seed,
-                        retry_infra=config.retry_infra, on_trajectory=on_trajectory)
+                        retry_infra=config.retry_infra, on_trajectory=on_trajectory, remote=remote)
     try:
+        if remote is not None:
+            await anyio.to_thread.run_sync(remote.start_sync)
         if progress is not None:
             todo = rollouts.pending(tasks)
             progress.start(total=len(tasks) * config.samples, done=len(tasks) * config.samples - len(todo))
@@ -182,6 +194,9 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
         invocation.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if remote is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(remote.close_sync)
         if own_policy:
             with anyio.CancelScope(shield=True):
                 await close_policy(policy)
