@@ -4,7 +4,7 @@ The driver keeps what a run owns: the schedule, group rewards, the one Trajector
 every finished trajectory streams into (so ``--resume`` works as before). Each actor holds a
 policy and an env factory and runs whole episodes (env, tools, sandboxes, policy calls), up to
 ``actor_concurrency`` at once; the driver sends each episode to the actor with the fewest in
-flight. Actors are spread over the nodes (SPREAD) and restarted elsewhere when their node dies;
+flight. Actors are placed round robin over the nodes and restarted elsewhere when their node dies;
 the episodes they had in flight come back as infra errors (kept out of scores and training)
 and, with ``retry_infra``, are run once more on a live actor.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -131,16 +132,35 @@ class RayEpisodes:
                 raise ConnectionError(f"no Ray cluster at {self.address}: {exc} "
                                       "(start one with `ray start --head`, or pass --ray ADDRESS)") from None
             self._owns_ray = True
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
         count = self.n_actors or len(nodes)
-        remote_cls = ray.remote(_EpisodeActor).options(
-            max_restarts=-1, max_task_retries=0, num_cpus=0, scheduling_strategy="SPREAD",
-            max_concurrency=self.actor_concurrency,
-        )
-        self._actors = [_Actor(remote_cls.remote(self.env_factory, self.policy_factory, self.reward,
-                                                 self.episode_timeout_s)) for _ in range(count)]
-        # fail here, at start, when an actor cannot be made (an env factory that raises)
-        ray.get([a.handle.node.remote() for a in self._actors], timeout=120)
+        remote_cls = ray.remote(_EpisodeActor)
+
+        def make(node: str) -> Any:
+            # soft: an actor restarted after its node died may go to any live node
+            where = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+            return remote_cls.options(max_restarts=-1, max_task_retries=0, num_cpus=0,
+                                      scheduling_strategy=where, max_concurrency=self.actor_concurrency,
+                                      ).remote(self.env_factory, self.policy_factory, self.reward,
+                                               self.episode_timeout_s)
+
+        wanted = [nodes[i % len(nodes)] for i in range(count)]  # round robin over the nodes
+        handles = [make(node) for node in wanted]
+        # A node that just joined may not take actors yet (soft affinity then places them
+        # elsewhere): remake those for a few seconds. Fails here, at start, when an actor
+        # cannot be made at all (an env or policy factory that raises).
+        for attempt in range(20):
+            placed = ray.get([h.node.remote() for h in handles], timeout=120)
+            off = [i for i, (got, want) in enumerate(zip(placed, wanted, strict=True)) if got != want]
+            if not off or attempt == 19:
+                break
+            time.sleep(0.5)
+            for i in off:
+                ray.kill(handles[i])
+                handles[i] = make(wanted[i])
+        self._actors = [_Actor(h) for h in handles]
         log.info("ray rollouts: %d actors on %d nodes", count, len(nodes))
 
     async def __aenter__(self) -> RayEpisodes:

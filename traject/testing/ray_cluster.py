@@ -18,9 +18,35 @@ from pathlib import Path
 from traject.testing.docker_daemon import free_port
 
 
+# The nodes are started with --node-ip-address 127.0.0.1 and reached at 127.0.0.1:PORT, but
+# Ray advertises a multi-node cluster's nodes under the machine's own address (its one way to
+# keep nodes on loopback, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, refuses a second node).
+LOOPBACK_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
 def _ray_cli() -> str:
     found = Path(sys.executable).with_name("ray")
     return str(found) if found.exists() else (shutil.which("ray") or "ray")
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 class LocalRayCluster:
@@ -40,7 +66,8 @@ class LocalRayCluster:
 
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         log = open(os.path.join(self.temp_dir, f"{name}.log"), "ab")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # its own HOME: no ~/.ray state (auth tokens) of other Ray users on this machine
+        env = {**os.environ, **LOOPBACK_ENV, "HOME": self.temp_dir, "RAY_AUTH_MODE": "disabled"}
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
         log.close()
@@ -48,6 +75,7 @@ class LocalRayCluster:
         return proc
 
     def start(self, timeout: float = 120.0) -> LocalRayCluster:
+        """Start the nodes (the head first)."""
         ray = _ray_cli()
         self._spawn([ray, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
                      "--include-dashboard=false", *self._common()], "head")
@@ -65,7 +93,7 @@ class LocalRayCluster:
         code = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False);"
                 "print(sum(1 for n in ray.nodes() if n['Alive']))")
         out = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True,
-                             timeout=60, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                             timeout=60, env={**os.environ, **LOOPBACK_ENV})
         try:
             return int(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -85,18 +113,21 @@ class LocalRayCluster:
             time.sleep(0.2)
 
     def kill_node(self, index: int) -> None:
-        """SIGKILL node ``index`` (0 is the head) and every process it started."""
+        """SIGKILL node ``index`` (0 is the head) and every process it started (Ray's workers
+        run in sessions of their own: they are found as descendants)."""
         proc = self.procs[index]
+        pids = _descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
 
     def stop(self) -> None:
-        """Kill every process of every node (each node's process group: only what we started)."""
-        for proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        """Kill every process of every node (only what this cluster started)."""
+        for index in reversed(range(len(self.procs))):
+            self.kill_node(index)
         self.procs = []
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -105,3 +136,14 @@ class LocalRayCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def slow_oracle(messages, tools):  # noqa: ANN001, ANN201 - a ScriptedPolicy function
+    """The lookup oracle, 0.3 s per turn: episodes that stay in flight long enough to lose
+    their node mid-run (``--policy scripted:traject.testing.ray_cluster:slow_oracle``)."""
+    import anyio
+
+    from traject.testing.lookup_oracle import solve
+
+    await anyio.sleep(0.3)
+    return solve(messages, tools)
