@@ -80,6 +80,7 @@ class _EpisodeActor:
 @dataclass
 class _Actor:
     handle: Any
+    node: str = ""
     in_flight: int = 0
 
 
@@ -151,16 +152,16 @@ class RayEpisodes:
         # A node that just joined may not take actors yet (soft affinity then places them
         # elsewhere): remake those for a few seconds. Fails here, at start, when an actor
         # cannot be made at all (an env or policy factory that raises).
-        for attempt in range(20):
+        for attempt in range(10):
             placed = ray.get([h.node.remote() for h in handles], timeout=120)
             off = [i for i, (got, want) in enumerate(zip(placed, wanted, strict=True)) if got != want]
-            if not off or attempt == 19:
+            if not off or attempt == 9:
                 break
             time.sleep(0.5)
             for i in off:
                 ray.kill(handles[i])
                 handles[i] = make(wanted[i])
-        self._actors = [_Actor(h) for h in handles]
+        self._actors = [_Actor(h, node) for h, node in zip(handles, placed, strict=True)]
         log.info("ray rollouts: %d actors on %d nodes", count, len(nodes))
 
     async def __aenter__(self) -> RayEpisodes:
@@ -191,18 +192,18 @@ class RayEpisodes:
     async def run(self, task: Task, sample_index: int, seed: int, episode_id: str) -> Trajectory:
         """The episode's trajectory, run on an actor; an infra error when the actor died."""
         attempts = 2 if self.retry_infra else 1
-        error = ""
+        error, node = "", ""
         for attempt in range(attempts):
             try:
                 return await self._run_once(task, sample_index, seed, episode_id)
             except _ActorLost as exc:
                 self.stats["actor_failures"] += 1
-                error = str(exc)
+                error, node = str(exc), exc.node
                 if attempt + 1 < attempts:
                     self.stats["retried"] += 1
                     log.warning("episode %s/%d: %s; running it again (retry_infra)", task.id, sample_index, error)
         return Trajectory(task_id=task.id, sample_index=sample_index, seed=seed, status=Status.INFRA_ERROR,
-                          error=f"RayActorError: {error}", info={"episode_id": episode_id})
+                          error=f"RayActorError: {error}", info={"episode_id": episode_id, "ray_node": node})
 
     async def _run_once(self, task: Task, sample_index: int, seed: int, episode_id: str) -> Trajectory:
         ray = _ray()
@@ -217,13 +218,15 @@ class RayEpisodes:
             raise
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
-            raise _ActorLost(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+            raise _ActorLost(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}", actor.node) from exc
         except ray.exceptions.RayError as exc:  # the episode machinery itself failed there
-            raise _ActorLost(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise _ActorLost(f"{type(exc).__name__}: {str(exc)[:300]}", actor.node) from exc
         finally:
             actor.in_flight -= 1
         return Trajectory.model_validate_json(raw)
 
 
 class _ActorLost(Exception):
-    pass
+    def __init__(self, message: str, node: str) -> None:
+        super().__init__(message)
+        self.node = node

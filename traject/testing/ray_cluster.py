@@ -22,6 +22,9 @@ from traject.testing.docker_daemon import free_port
 # Ray advertises a multi-node cluster's nodes under the machine's own address (its one way to
 # keep nodes on loopback, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, refuses a second node).
 LOOPBACK_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+# a killed node is noticed in about two seconds (the default takes half a minute)
+FAST_FAILURE_ENV = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+                    "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "500"}
 
 
 def _ray_cli() -> str:
@@ -67,7 +70,7 @@ class LocalRayCluster:
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         log = open(os.path.join(self.temp_dir, f"{name}.log"), "ab")
         # its own HOME: no ~/.ray state (auth tokens) of other Ray users on this machine
-        env = {**os.environ, **LOOPBACK_ENV, "HOME": self.temp_dir, "RAY_AUTH_MODE": "disabled"}
+        env = {**os.environ, **LOOPBACK_ENV, **FAST_FAILURE_ENV, "HOME": self.temp_dir, "RAY_AUTH_MODE": "disabled"}
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
         log.close()
