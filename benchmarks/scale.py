@@ -15,7 +15,7 @@ the capacity a second machine would add.
 (2) warm exec: ``true`` in a warm sandbox, interleaved: local (unix-socket channel) against
     remote (stdio channel over tcp), and the one-``docker exec``-per-call channel for context.
     ``remote_exec_ratio`` = remote p50 / local p50.
-(3) admission: 8 processes each ask for M sandboxes at once (M = 64; 16 with --quick) under
+(3) admission: 8 processes each ask for M sandboxes at once (M = 64; 8 with --quick) under
     one host_cap; the daemon's running traject containers are counted every 20 ms.
     ``max_running_seen`` must not pass ``host_cap``; creations/s is what the cap lets through.
 (4) Ray: the simulated engine (benchmarks/sim_server.py) and the rollout benchmark's env,
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -246,12 +247,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes")
     ap.add_argument("--sandboxes", type=int, default=None, help="concurrent sandboxes in (1) (default 24; 200)")
     ap.add_argument("--per-proc", type=int, default=None, help="sandboxes each of the 8 processes asks for")
-    ap.add_argument("--cap", type=int, default=16, help="host_cap of (3)")
+    ap.add_argument("--cap", type=int, default=None, help="host_cap of (3) (default 16; 8 with --quick)")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "scale.json"))
     ap.add_argument("--admission-worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: daemons stopped, sandboxes closed
     if args.admission_worker:
+        os.nice(10)  # the measured thing is the cap, not these processes' speed
         run, n, cap, hold = args.admission_worker
         anyio.run(_admission_worker, run, int(n), int(cap), float(hold))
         return 0
@@ -261,7 +264,7 @@ def main() -> int:
 
     priority = raise_priority()
     n = args.sandboxes or (24 if args.quick else 200)
-    per_proc = args.per_proc or (16 if args.quick else 64)
+    per_proc = args.per_proc or (8 if args.quick else 64)
     run = uuid.uuid4().hex[:10]
     results: dict[str, object] = {"quick": args.quick, "priority": priority, "load_avg": os.getloadavg(),
                                   "cpus": os.cpu_count()}
@@ -274,7 +277,8 @@ def main() -> int:
         results["warm_exec"] = anyio.run(warm_exec, run, remote, 100 if args.quick else 400)
         results["concurrent"] = [anyio.run(concurrent_sandboxes, run, hosts, n)
                                  for hosts in ((docker_host(),), (docker_host(), remote))]
-        results["admission"] = admission(run, 8, per_proc, args.cap, 0.1)
+        cap = args.cap or (8 if args.quick else 16)
+        results["admission"] = admission(run, 8, per_proc, cap, 0.1)
         leaked = count_ours(docker_host(), run, running=False) + count_ours(remote, run, running=False)
     if not args.no_ray:
         results["ray"] = ray_throughput(64 if args.quick else 256, 32 if args.quick else 64)
@@ -292,7 +296,7 @@ def main() -> int:
                  f"{we['remote (stdio)']['p50_ms']} / {we['remote (stdio)']['p95_ms']} (stdio); "  # type: ignore[index]
                  f"{we['remote (docker exec per call)']['p50_ms']} (docker exec per call)"))  # type: ignore[index]
     rows.append(("remote_exec_ratio (remote p50 / local p50)", "", str(results["remote_exec_ratio"])))
-    rows.append((f"admission: 8 procs x {per_proc}, host_cap {args.cap}",
+    rows.append((f"admission: 8 procs x {per_proc}, host_cap {cap}",
                  f"max running seen {adm['max_running_seen']}", f"{adm['creations_per_s']} creations/s"))  # type: ignore[index]
     if "ray" in results:
         r = results["ray"]

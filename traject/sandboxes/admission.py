@@ -21,10 +21,12 @@ import random
 import tempfile
 
 import anyio
+import anyio.lowlevel
 
 DEFAULT_HOST_CAP = int(os.environ.get("TRAJECT_SANDBOX_HOST_CAP", "64"))
 DEFAULT_CREATE_CAP = int(os.environ.get("TRAJECT_SANDBOX_CREATE_CAP", "8"))
-POLL_S = 0.02
+POLL_S = 0.01
+MAX_POLL_S = 0.1
 
 
 def admission_root() -> str:
@@ -108,11 +110,24 @@ def held(host: str, kind: str, cap: int) -> int:
     return count
 
 
+_pollers: dict[tuple[str, str, object], anyio.Lock] = {}
+
+
 async def take(host: str, kind: str, cap: int, *, timeout: float | None = None) -> Slot:
-    """Wait for a ``kind`` slot of ``host`` (polling: the holders are other processes)."""
+    """Wait for a ``kind`` slot of ``host``. The holders may be other processes, so a free slot
+    is found by polling; in each process (event loop) one waiter polls, the others queue
+    behind it in order, and the poll backs off to ``MAX_POLL_S``."""
+    slot = try_take(host, kind, cap)
+    if slot is not None:
+        return slot
+    key = (host, kind, anyio.lowlevel.current_token())
+    lock = _pollers.setdefault(key, anyio.Lock())
     with anyio.fail_after(timeout):
-        while True:
-            slot = try_take(host, kind, cap)
-            if slot is not None:
-                return slot
-            await anyio.sleep(POLL_S * (0.5 + random.random()))
+        async with lock:
+            delay = POLL_S
+            while True:
+                slot = try_take(host, kind, cap)
+                if slot is not None:
+                    return slot
+                await anyio.sleep(delay * (0.5 + random.random()))
+                delay = min(MAX_POLL_S, delay * 1.5)

@@ -35,9 +35,8 @@ def _new_client(url: str, timeout: float, pool: int = 64) -> Any:
 
     if url.startswith("ssh://"):
         return docker.DockerClient(base_url=url, timeout=int(timeout), use_ssh_client=True, max_pool_size=pool)
-    if url == docker_host():
-        return docker.from_env(timeout=int(timeout), max_pool_size=pool)  # honours DOCKER_TLS_* too
-    return docker.DockerClient(base_url=url, timeout=int(timeout), max_pool_size=pool)
+    # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply to every tcp host
+    return docker.from_env(environment={**os.environ, "DOCKER_HOST": url}, timeout=int(timeout), max_pool_size=pool)
 
 
 def get_client(timeout: float = 60.0, host: str | None = None) -> Any:

@@ -130,8 +130,8 @@ class DockerSandbox(ExecutorSandbox):
                 await anyio.to_thread.run_sync(docker_hosts.ensure_image_sync, host, config.image)
             except BaseException as exc:
                 slot.release()
-                if isinstance(exc, Exception) and _is_connection_error(exc):
-                    docker_hosts.drain(host, f"{type(exc).__name__}: {str(exc)[:200]}")
+                if isinstance(exc, Exception) and _is_connection_error(exc) and await anyio.to_thread.run_sync(
+                        docker_hosts.drain_if_silent, host, f"{type(exc).__name__}: {str(exc)[:200]}"):
                     tries -= 1
                     if tries > 0:
                         continue
@@ -142,9 +142,9 @@ class DockerSandbox(ExecutorSandbox):
             try:
                 return await cls._create_on(config, client, host, slot)
             except SandboxError as exc:
-                if not _is_connection_error(exc):
+                if not _is_connection_error(exc) or not await anyio.to_thread.run_sync(
+                        docker_hosts.drain_if_silent, host, str(exc)[:200]):
                     raise
-                docker_hosts.drain(host, str(exc)[:200])
                 tries -= 1
                 if tries <= 0:
                     raise
@@ -357,9 +357,9 @@ class DockerSandbox(ExecutorSandbox):
         try:
             await anyio.to_thread.run_sync(self._remove_sync)
         except Exception as exc:
-            if self.container_id is not None and _is_connection_error(exc):
+            if self.container_id is not None and _is_connection_error(exc) and await anyio.to_thread.run_sync(
+                    docker_hosts.drain_if_silent, self.host, f"{type(exc).__name__}: {str(exc)[:200]}"):
                 # the host stopped answering: drained; the container is removed when it answers again
-                docker_hosts.drain(self.host, f"{type(exc).__name__}: {str(exc)[:200]}")
                 docker_hosts.add_orphan(self.host, self.container_id)
                 with _live_lock:
                     _live.pop(self.container_id, None)

@@ -104,6 +104,8 @@ class DockerHosts:
     def require_sync(self, urls: tuple[str, ...]) -> list[str]:
         """The hosts that answer; SandboxError naming every host when none does."""
         live = self.probe_sync(urls)
+        if not live and any(self.state(u).checked_at for u in urls):
+            live = self.probe_sync(urls, force=True)  # all drained: ask again before giving up
         if not live:
             reasons = "; ".join(f"{u} ({self.state(u).down})" for u in urls)
             raise SandboxError(
@@ -112,6 +114,14 @@ class DockerHosts:
                 f"name `backend: local` or set {ALLOW_LOCAL_ENV}=1"
             )
         return live
+
+    def drain_if_silent(self, url: str, reason: str) -> bool:
+        """After a failed call: drain ``url`` when it does not answer a ping either (a slow
+        daemon is not a dead one); True when drained."""
+        if ping_host(url, PING_TIMEOUT_S) is None:
+            return False
+        self.drain(url, reason)
+        return True
 
     def drain(self, url: str, reason: str) -> None:
         st = self.state(url)
@@ -151,14 +161,19 @@ class DockerHosts:
         """The host with the most free run slots, and one of its slots (waits while all are full)."""
         urls = configured_hosts(config)
         with anyio.fail_after(timeout):
+            live = await anyio.to_thread.run_sync(self.require_sync, urls)
+            if len(live) == 1:
+                return live[0], await admission.take(live[0], "run", config.host_cap)
+            delay = admission.POLL_S
             while True:
-                live = await anyio.to_thread.run_sync(self.require_sync, urls)
-                ranked = sorted(live, key=lambda u: -(config.host_cap - admission.held(u, "run", config.host_cap)))
+                ranked = sorted(live, key=lambda u: admission.held(u, "run", config.host_cap))
                 for url in ranked:
                     slot = admission.try_take(url, "run", config.host_cap)
                     if slot is not None:
                         return url, slot
-                await anyio.sleep(admission.POLL_S)
+                await anyio.sleep(delay)
+                delay = min(admission.MAX_POLL_S, delay * 1.5)
+                live = await anyio.to_thread.run_sync(self.require_sync, urls)
 
     # ------------------------------------------------------------------ images
 

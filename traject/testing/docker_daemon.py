@@ -43,6 +43,27 @@ def can_start() -> str | None:
     return None
 
 
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (by parent pid, whatever their session)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 class SecondDaemon:
     def __init__(self, root: str | None = None, port: int | None = None, *, cache: bool = True) -> None:
         # short paths: containerd's sockets live under exec-root (unix paths max 108 bytes)
@@ -92,11 +113,28 @@ class SecondDaemon:
         return self
 
     def kill(self) -> None:
-        """SIGKILL the daemon (and its containerd): a host that stops answering mid-run."""
+        """SIGKILL the daemon, its containerd and its containers' shims and processes: a host
+        that stops answering mid-run, as when its machine dies."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._kill_leftover_containerd()
+        self._kill_shims()
+
+    def _kill_shims(self) -> None:
+        """The shims of this daemon's containers (named by its containerd namespace), and
+        whatever runs under them."""
+        marker = f"-namespace tjd{self.port} ".encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker in f.read().replace(b"\0", b" ") + b" ":
+                        pids.append(int(entry))
+        for pid in pids:
+            for victim in [*descendants(pid), pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
 
     def _kill_leftover_containerd(self) -> None:
         # dockerd's managed containerd writes its pid under exec-root
@@ -141,6 +179,7 @@ class SecondDaemon:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._kill_leftover_containerd()
+        self._kill_shims()
         # a daemon that died hard can leave overlay mounts under its directories
         with contextlib.suppress(OSError), open("/proc/mounts") as f:
             mounts = [line.split()[1] for line in f

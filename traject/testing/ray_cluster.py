@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from traject.testing.docker_daemon import free_port
+from traject.testing.docker_daemon import descendants, free_port
 
 
 # The nodes are started with --node-ip-address 127.0.0.1 and reached at 127.0.0.1:PORT, but
@@ -30,26 +30,6 @@ FAST_FAILURE_ENV = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeo
 def _ray_cli() -> str:
     found = Path(sys.executable).with_name("ray")
     return str(found) if found.exists() else (shutil.which("ray") or "ray")
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        ppid = int(raw[raw.rfind(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 class LocalRayCluster:
@@ -119,7 +99,7 @@ class LocalRayCluster:
         """SIGKILL node ``index`` (0 is the head) and every process it started (Ray's workers
         run in sessions of their own: they are found as descendants)."""
         proc = self.procs[index]
-        pids = _descendants(proc.pid)
+        pids = descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         for pid in pids:
