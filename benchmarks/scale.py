@@ -178,6 +178,7 @@ def admission(run: str, procs: int, per_proc: int, cap: int, hold_s: float) -> d
     watcher.join()
     total = procs * per_proc
     return {"processes": procs, "per_process": per_proc, "host_cap": cap, "create_cap": max(1, cap // 4),
+            "hold_s": hold_s,
             "max_running_seen": seen, "created": total, "worker_exit_codes": sorted(set(codes)),
             "wall_s": round(wall, 2), "creations_per_s": round(total / wall, 2)}
 
@@ -278,7 +279,8 @@ def main() -> int:
         results["concurrent"] = [anyio.run(concurrent_sandboxes, run, hosts, n)
                                  for hosts in ((docker_host(),), (docker_host(), remote))]
         cap = args.cap or (8 if args.quick else 16)
-        results["admission"] = admission(run, 8, per_proc, cap, 0.1)
+        # each sandbox is held a while, so that demand outruns the cap and the cap is what binds
+        results["admission"] = admission(run, 8, per_proc, cap, 1.5 if args.quick else 3.0)
         leaked = count_ours(docker_host(), run, running=False) + count_ours(remote, run, running=False)
     if not args.no_ray:
         results["ray"] = ray_throughput(64 if args.quick else 256, 32 if args.quick else 64)

@@ -65,3 +65,11 @@ async def test_eval_on_two_nodes_survives_a_killed_node_and_resumes_its_infra_er
     assert len(latest) == 16 and all(t.status is Status.COMPLETED for t in latest.values())
     manifest = json.loads((out / "manifest.json").read_text())
     assert [i["new_trajectories"] for i in manifest["invocations"]] == [16, len(lost)]
+
+
+def test_ray_flag_takes_an_optional_address():
+    from traject.cli import optional_value
+
+    assert optional_value(["traject", "eval", "--ray", "-n", "3"], "--ray", "auto")[3] == "auto"
+    assert optional_value(["traject", "eval", "--ray"], "--ray", "auto")[-1] == "auto"
+    assert optional_value(["traject", "eval", "--ray", "10.0.0.1:6379"], "--ray", "auto")[-1] == "10.0.0.1:6379"
