@@ -15,12 +15,13 @@ the capacity a second machine would add.
 (2) warm exec: ``true`` in a warm sandbox, interleaved: local (unix-socket channel) against
     remote (stdio channel over tcp), and the one-``docker exec``-per-call channel for context.
     ``remote_exec_ratio`` = remote p50 / local p50.
-(3) admission: 8 processes each ask for M sandboxes at once (M = 64; 8 with --quick) under
-    one host_cap; the daemon's running traject containers are counted every 20 ms.
+(3) admission: 8 processes each ask for M sandboxes at once (M = 64, host_cap 16; with --quick
+    M = 4, host_cap 4; create_cap = host_cap / 2), each held 4 s, so that demand outruns the
+    cap; the daemon's running containers of this run are counted every 20 ms.
     ``max_running_seen`` must not pass ``host_cap``; creations/s is what the cap lets through.
 (4) Ray: the simulated engine (benchmarks/sim_server.py) and the rollout benchmark's env,
-    episodes run in Ray actors on a two-node local cluster: one actor on one node against one
-    actor per node.
+    episodes run in Ray actors on a two-node local cluster (started during (3)): one actor on
+    one node against one actor per node.
 
 Writes benchmarks/results/scale.json (``remote_exec_ratio``, ``max_running_seen``, ``host_cap``,
 ``leaked_containers``, and the rest).
@@ -143,7 +144,7 @@ async def warm_exec(run: str, remote: str, iters: int) -> dict[str, object]:
 
 
 async def _admission_worker(run: str, n: int, cap: int, hold_s: float) -> None:
-    cfg = config(run, host_cap=cap, create_cap=max(1, cap // 4), hosts=(docker_host(),))
+    cfg = config(run, host_cap=cap, create_cap=max(2, cap // 2), hosts=(docker_host(),))
 
     async def one() -> None:
         async with await open_sandbox(cfg) as sb:
@@ -177,7 +178,7 @@ def admission(run: str, procs: int, per_proc: int, cap: int, hold_s: float) -> d
     stop.set()
     watcher.join()
     total = procs * per_proc
-    return {"processes": procs, "per_process": per_proc, "host_cap": cap, "create_cap": max(1, cap // 4),
+    return {"processes": procs, "per_process": per_proc, "host_cap": cap, "create_cap": max(2, cap // 2),
             "hold_s": hold_s,
             "max_running_seen": seen, "created": total, "worker_exit_codes": sorted(set(codes)),
             "wall_s": round(wall, 2), "creations_per_s": round(total / wall, 2)}
@@ -186,7 +187,7 @@ def admission(run: str, procs: int, per_proc: int, cap: int, hold_s: float) -> d
 # ---------------------------------------------------------------- (4) Ray
 
 
-def ray_throughput(episodes: int, concurrency: int) -> dict[str, object]:
+def ray_throughput(episodes: int, concurrency: int, cluster, cluster_start_s: float) -> dict[str, object]:  # noqa: ANN001
     import cloudpickle
     import rollout
     from workload import Workload
@@ -194,16 +195,13 @@ def ray_throughput(episodes: int, concurrency: int) -> dict[str, object]:
     from traject.agents.openai_policy import OpenAIPolicy
     from traject.agents.ray_rollouts import RayEpisodes
     from traject.agents.rollouts import Rollouts
-    from traject.testing.ray_cluster import LocalRayCluster
     from traject.types import Status
 
     cloudpickle.register_pickle_by_value(rollout)  # the env's tools live in a benchmark script
     w = Workload(turns=3, tool_median_s=0.05, tool_max_s=0.5, out_median=20)
     sim = rollout.Sim()
     out: dict[str, object] = {"episodes": episodes, "concurrency": concurrency, "workload": w.to_dict()}
-    t_cluster = time.perf_counter()
-    cluster = LocalRayCluster(nodes=2).start()
-    out["cluster_start_s"] = round(time.perf_counter() - t_cluster, 1)
+    out["cluster_start_s"] = round(cluster_start_s, 1)
     try:
         policy_factory = partial(OpenAIPolicy, model="sim", base_url=sim.url, max_tokens=None, request_timeout_s=600)
         for nodes in (1, 2):
@@ -224,7 +222,6 @@ def ray_throughput(episodes: int, concurrency: int) -> dict[str, object]:
 
             out[f"{nodes}_node"] = anyio.run(measure)
     finally:
-        cluster.stop()
         sim.close()
     out["speedup_2_over_1"] = round(out["2_node"]["episodes_per_s"] / out["1_node"]["episodes_per_s"], 2)  # type: ignore[index]
     return out
@@ -248,7 +245,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes")
     ap.add_argument("--sandboxes", type=int, default=None, help="concurrent sandboxes in (1) (default 24; 200)")
     ap.add_argument("--per-proc", type=int, default=None, help="sandboxes each of the 8 processes asks for")
-    ap.add_argument("--cap", type=int, default=None, help="host_cap of (3) (default 16; 8 with --quick)")
+    ap.add_argument("--cap", type=int, default=None, help="host_cap of (3) (default 16; 4 with --quick)")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "scale.json"))
     ap.add_argument("--admission-worker", nargs=4, help=argparse.SUPPRESS)
@@ -265,7 +262,7 @@ def main() -> int:
 
     priority = raise_priority()
     n = args.sandboxes or (24 if args.quick else 200)
-    per_proc = args.per_proc or (8 if args.quick else 64)
+    per_proc = args.per_proc or (4 if args.quick else 64)
     run = uuid.uuid4().hex[:10]
     results: dict[str, object] = {"quick": args.quick, "priority": priority, "load_avg": os.getloadavg(),
                                   "cpus": os.cpu_count()}
@@ -278,12 +275,28 @@ def main() -> int:
         results["warm_exec"] = anyio.run(warm_exec, run, remote, 100 if args.quick else 400)
         results["concurrent"] = [anyio.run(concurrent_sandboxes, run, hosts, n)
                                  for hosts in ((docker_host(),), (docker_host(), remote))]
-        cap = args.cap or (8 if args.quick else 16)
+        cap = args.cap or (4 if args.quick else 16)
+        cluster = None
+        if not args.no_ray:
+            # the Ray cluster starts meanwhile (this phase measures the cap, not speed)
+            from traject.testing.ray_cluster import LocalRayCluster
+
+            cluster = LocalRayCluster(nodes=2)
+            started: list[float] = []
+            starter = threading.Thread(target=lambda: (cluster.start(), started.append(time.perf_counter() - t0)))
+            t0 = time.perf_counter()
+            starter.start()
         # each sandbox is held a while, so that demand outruns the cap and the cap is what binds
-        results["admission"] = admission(run, 8, per_proc, cap, 1.5 if args.quick else 3.0)
+        results["admission"] = admission(run, 8, per_proc, cap, 4.0)
         leaked = count_ours(docker_host(), run, running=False) + count_ours(remote, run, running=False)
-    if not args.no_ray:
-        results["ray"] = ray_throughput(64 if args.quick else 256, 32 if args.quick else 64)
+    if cluster is not None:
+        starter.join()
+        try:
+            if not started:
+                raise RuntimeError("the local Ray cluster did not start")
+            results["ray"] = ray_throughput(96 if args.quick else 256, 32 if args.quick else 64, cluster, started[0])
+        finally:
+            cluster.stop()
     results["wall_s"] = round(time.perf_counter() - t_all, 1)
     we, adm = results["warm_exec"], results["admission"]
     results.update(remote_exec_ratio=we["remote_exec_ratio"], max_running_seen=adm["max_running_seen"],  # type: ignore[index]
