@@ -42,6 +42,7 @@ def records(out) -> list[Trajectory]:
     return [Trajectory.model_validate_json(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 async def test_eval_on_two_nodes_survives_a_killed_node_and_resumes_its_infra_errors(cluster, tmp_path):
     out = tmp_path / "run"
     async with anyio.create_task_group() as tg:

@@ -101,6 +101,7 @@ async def test_a_missing_image_is_loaded_once_per_host_not_per_sandbox(two_hosts
                 pass
 
 
+@pytest.mark.slow
 async def test_a_host_that_dies_mid_run_fails_its_episodes_as_infra_errors_and_the_other_carries_on(
         two_hosts, second_daemon):
     from traject.agents.rollouts import Rollouts

@@ -16,7 +16,7 @@ from test_docker_hostile import (  # noqa: F401 - collected again here, on the r
     test_sockets_to_any_address_fail,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.docker]
+pytestmark = [pytest.mark.anyio, pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture
