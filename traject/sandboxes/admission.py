@@ -67,8 +67,8 @@ class Slot:
 
 
 def _open(path: str) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    return fd
+    # read-only is enough for flock, and works for another user's slot file
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def _try_lock(path: str) -> Slot | None:
