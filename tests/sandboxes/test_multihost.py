@@ -140,3 +140,19 @@ async def test_a_host_that_dies_mid_run_fails_its_episodes_as_infra_errors_and_t
     await anyio.to_thread.run_sync(second_daemon.ensure_running)
     left = get_client(host=second_daemon.url).api.containers(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"})
     assert left == []
+
+
+def test_traject_eval_without_a_docker_host_stops_at_start_with_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRAJECT_DOCKER_HOSTS": DEAD}
+    env.pop("TRAJECT_ALLOW_LOCAL_SANDBOX", None)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "traject", "eval", "--env", "swe", "--policy",
+                        "scripted:traject.testing.lookup_oracle:solve", "--out", str(out), "-q"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "no Docker host answers: tcp://127.0.0.1:9 (connection" in " ".join((r.stdout + r.stderr).split())
+    assert not out.exists(), "nothing ran, nothing was written"

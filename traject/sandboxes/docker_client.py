@@ -61,7 +61,17 @@ def ping_host(host: str | None = None, timeout: float = 3.0) -> str | None:
         finally:
             client.close()
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc)[:200]}"
+        return _short_reason(exc)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("No such file or directory", "no such socket"),
+                           ("Name or service not known", "unknown host"), ("Permission denied", "permission denied")):
+        if needle in text:
+            return reason
+    return f"{type(exc).__name__}: {text[:160]}"
 
 
 def daemon_available(timeout: float = 3.0, host: str | None = None) -> bool:

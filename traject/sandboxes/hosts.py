@@ -94,7 +94,7 @@ class DockerHosts:
             st = self.state(url)
             was_down, st.checked_at = st.down, time.monotonic()
             st.down = results.get(url)
-            if st.down is not None and (was_down is None or force):
+            if st.down is not None and was_down is None:
                 log.warning("docker host %s does not answer (%s): no sandboxes go there", url, st.down)
             elif st.down is None and was_down is not None:
                 log.warning("docker host %s answers again", url)
