@@ -27,13 +27,25 @@ async def docker_available(*, refresh: bool = False, config: SandboxConfig | Non
     return bool(await anyio.to_thread.run_sync(lambda: docker_hosts.probe_sync(urls, force=refresh)))
 
 
+_decided: dict[tuple[str, tuple[str, ...], bool], str] = {}
+
+
 def preflight(config: SandboxConfig) -> str:
-    """The backend ``config`` gets, decided once at start: ``docker`` when a configured host
-    answers (unreachable ones are named in one log line each), ``local`` when named or allowed;
-    else SandboxError, before any episode runs. Blocking (pings, cached): call it at start."""
+    """The backend ``config`` gets, decided once per process at start: ``docker`` when a
+    configured host answers (unreachable ones are named in one log line each), ``local`` when
+    named or allowed; else SandboxError, before any episode runs. The first call pings (blocking,
+    call it at start); later ones return the decision (hosts that go down mid-run are placement's
+    business), so an env may call it in its constructor."""
     if config.backend == "local":
         return "local"
     urls = configured_hosts(config)
+    key = (config.backend, urls, local_allowed())
+    if key not in _decided:
+        _decided[key] = _decide(config, urls)
+    return _decided[key]
+
+
+def _decide(config: SandboxConfig, urls: tuple[str, ...]) -> str:
     if config.backend == "auto" and local_allowed():
         if docker_hosts.probe_sync(urls):
             return "docker"
