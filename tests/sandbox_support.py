@@ -69,3 +69,33 @@ def no_container_left_behind():
 
         get_client().api.remove_container(info["Id"], force=True)
     assert not left, f"tests left {len(left)} sandbox container(s) behind"
+
+
+@pytest.fixture(scope="session")
+def second_daemon(docker_image):
+    """A second Docker daemon started for this test session, reached over tcp://127.0.0.1:PORT
+    (a remote host: no shared filesystem path). Stopped, with its directories, at the end;
+    before that, the session checks that no container of this run is left on it."""
+    from traject.testing.docker_daemon import SecondDaemon, can_start
+
+    why = can_start()
+    if why:
+        pytest.skip(f"no second Docker daemon: {why}")
+    daemon = SecondDaemon().start()
+    try:
+        yield daemon
+        daemon.ensure_running()
+        from traject.sandboxes.docker_client import get_client
+
+        api = get_client(host=daemon.url).api
+        left = api.containers(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"})
+        assert not left, f"tests left {len(left)} sandbox container(s) on the second daemon"
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def isolated_admission(tmp_path, monkeypatch):
+    """Admission slots of this test only (other processes on a shared machine hold theirs)."""
+    monkeypatch.setenv("TRAJECT_ADMISSION_DIR", str(tmp_path / "admission"))
+    return tmp_path / "admission"

@@ -120,6 +120,8 @@ def eval_(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
     progress_every: float = typer.Option(30.0, "--progress-every", help="When output is not a terminal: seconds between progress lines."),
     check: bool = typer.Option(True, "--check/--no-check", help="Send the endpoint one request before starting."),
+    ray: str = typer.Option(None, "--ray", help="Run episodes in Ray actors: --ray (RAY_ADDRESS or this "
+                            "machine's `ray start` cluster) or --ray ADDRESS."),
 ) -> None:
     """Evaluate a policy on an env's tasks: success, reward (95% CI), pass@k, pass^k, tokens, latency."""
     from traject.eval.commands import EvalFlags, eval_command
@@ -278,7 +280,18 @@ def serve_env(
                                        max_sessions=max_sessions, env_config=env_config, console=console))
 
 
+def optional_value(argv: list[str], flag: str, default: str) -> list[str]:
+    """``--ray`` may come without a value: give it ``default`` (click options need one)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == flag and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, default)
+            break
+    return out
+
+
 def main() -> None:
+    sys.argv = optional_value(sys.argv, "--ray", "auto")
     sys.exit(cli_output.run_cli(app))
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from traject.sandboxes import SandboxError, SandboxPool
 from traject.sandboxes.docker_client import get_client
-from traject.sandboxes.pool import host_counter
+from traject.sandboxes import admission
+from traject.sandboxes.docker_client import docker_host
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
@@ -82,8 +83,10 @@ async def test_max_live_caps_what_the_pool_holds(docker_config):
         await got[0].aclose()
 
 
-async def test_host_cap_is_shared_by_pools(docker_config):
-    before = host_counter.live(SandboxPool(docker_config())._host)
+async def test_host_cap_is_shared_by_pools(docker_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAJECT_ADMISSION_DIR", str(tmp_path))  # no other process's sandboxes
+    before = admission.held(docker_host(), "run", 64)
+    assert before == 0
     async with SandboxPool(docker_config(), size=0, host_cap=before + 1) as p1, \
             SandboxPool(docker_config(), size=0, host_cap=before + 1) as p2:
         a = await p1.acquire()

@@ -17,14 +17,16 @@ pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::UserWarning
 
 @pytest.fixture(scope="module", params=[
     pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("docker_exec", marks=pytest.mark.docker),  # the fallback channel
+    pytest.param("docker_exec", marks=pytest.mark.docker),  # one docker exec per call
+    pytest.param("docker_stdio", marks=pytest.mark.docker),  # the remote-daemon fast channel
     "local",
 ])
 async def sandbox(request):
     overrides = {"backend": request.param, "output_limit": 4096}
     if request.param.startswith("docker"):
         request.getfixturevalue("docker_image")
-        overrides.update(backend="docker", channel="socket" if request.param == "docker" else "docker_exec")
+        channel = {"docker": "socket", "docker_exec": "docker_exec", "docker_stdio": "stdio"}[request.param]
+        overrides.update(backend="docker", channel=channel)
     sb = await open_sandbox(test_config(**overrides))
     yield sb
     await sb.aclose()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,6 +33,9 @@ from traject.environments.registry import make as make_env
 from traject.episode import EpisodeInfo, episode_seed, reset_episode, set_episode
 from traject.rewards.base import GroupReward, Reward
 from traject.types import Message, RewardResult, Status, Task, ToolSchema, Trajectory, new_id
+
+if TYPE_CHECKING:
+    from traject.agents.ray_rollouts import RayEpisodes
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +103,12 @@ class Rollouts:
         on_trajectory: Callable[[Trajectory], None] | None = None,
         partial: PartialRollouts | None = None,
         policy_version: int | None = None,
+        remote: RayEpisodes | None = None,
     ) -> None:
         if group_size < 1 or concurrency < 1:
             raise ValueError("group_size and concurrency must be at least 1")
+        if remote is not None and partial is not None:
+            raise ValueError("partial rollouts keep episodes open in this process: not with remote (Ray) episodes")
         self.env_factory: Callable[[], Env] = (lambda: make_env(env)) if isinstance(env, str) else env
         self.policy = policy
         self.loop = AgentLoop(_VersionStamp(policy, self), reward=reward, episode_timeout_s=episode_timeout_s)
@@ -115,6 +122,8 @@ class Rollouts:
         self.partial = partial
         #: The version of the policy's weights; a trainer bumps it after each update.
         self.policy_version = policy_version
+        #: Where episodes run when not in this process (Ray actors; see ray_rollouts.py).
+        self.remote = remote
         self.stats = RolloutStats()
         #: Episodes paused at a step boundary, continued first by the next ``run()``.
         self.paused: list[_Paused] = []
@@ -215,13 +224,18 @@ class Rollouts:
                     seed = episode_seed(self.seed, task.id, i)
                     info = EpisodeInfo(new_id("ep_"), task.id, i, seed)
                     token = set_episode(info)
-                    env = self.env_factory()
-                    if self.partial is not None and self._hold is not None:
+                    if self.remote is not None:
+                        traj = await self.remote.run(task, i, seed, info.episode_id)
+                        self._stamp(traj)
+                        episode = None
+                    elif self.partial is not None and self._hold is not None:
+                        env = self.env_factory()
                         # Episodes that may pause get their helpers' task group from the
                         # Rollouts' own, which outlives this run() call.
                         episode = self.loop.start(env, task, sample_index=i, seed=seed, services=self._hold)
                         traj = await self._advance(episode, info, max_steps, should_pause)
                     else:
+                        env = self.env_factory()
                         async with anyio.create_task_group() as services:
                             episode = self.loop.start(env, task, sample_index=i, seed=seed, services=services)
                             try:
@@ -242,8 +256,16 @@ class Rollouts:
                 # on to its next episode instead of waiting for the disk.
                 tg.start_soon(self._emit, traj, results)
             else:
-                self._collect(episode.task, traj, results, tg)
+                self._collect(item[0] if episode is None else episode.task, traj, results, tg)
         self._requeue(deferred)
+
+    def _stamp(self, traj: Trajectory) -> None:
+        """What _VersionStamp does in this process, for an episode run elsewhere."""
+        if self.policy_version is None:
+            return
+        for m in traj.messages:
+            if m.role == "assistant" and m.generation is not None and m.generation.policy_version is None:
+                m.generation.policy_version = self.policy_version
 
     async def _advance(self, episode: Episode, info: EpisodeInfo, max_steps: int | None,
                        should_pause: Callable[[], bool] | None) -> Trajectory | None:

@@ -47,6 +47,7 @@ class EvalFlags:
     quiet: bool = False
     progress_every: float = 30.0
     check: bool = True
+    ray: str | None = None
 
 
 def _error(console: Console, message: str) -> None:
@@ -152,7 +153,7 @@ def eval_command(flags: EvalFlags, console: Console, argv: list[str] | None = No
 
     async def go() -> Any:
         return await run_eval(config, out, resume=flags.resume, progress=progress, argv=argv,
-                              check_endpoint=flags.check)
+                              check_endpoint=flags.check, ray=flags.ray)
 
     try:
         if progress is not None:
@@ -167,6 +168,9 @@ def eval_command(flags: EvalFlags, console: Console, argv: list[str] | None = No
         _error(console, f"the policy's endpoint failed its check: {exc}")
         console.print("(--no-check skips this check)", markup=False, highlight=False)
         return 1
+    except ConnectionError as exc:  # --ray ADDRESS: no cluster there
+        _error(console, str(exc))
+        return 2
     except KeyboardInterrupt:
         _note(console, f"interrupted: finished episodes are saved in {out}; "
               f"continue with: traject eval --out {out} --resume")

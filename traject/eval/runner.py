@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +35,7 @@ from traject.eval.run_dir import (
 )
 from traject.eval.summary import EvalSummary, summarize
 from traject.eval.task_file import load_task_file, write_task_file
+from traject.sandboxes.base import SandboxError
 from traject.types import Status, Task, Trajectory
 
 
@@ -75,6 +77,8 @@ def env_factory(config: EvalConfig):  # noqa: ANN201 - a zero-argument Env facto
         raise ConfigError(str(exc.args[0]) if exc.args else str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"env {config.env!r} with env_config {config.env_config}: {exc}") from None
+    except SandboxError as exc:  # no sandbox backend: fail closed, before any episode runs
+        raise ConfigError(f"env {config.env!r}: {exc}") from None
     del env
     return factory
 
@@ -172,10 +176,14 @@ async def check_policy(policy: Policy) -> None:
 
 async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool = False,
                    progress: ProgressSink | None = None, policy: Policy | None = None,
-                   argv: Sequence[str] | None = None, check_endpoint: bool = False) -> EvalResults:
+                   argv: Sequence[str] | None = None, check_endpoint: bool = False,
+                   ray: str | None = None) -> EvalResults:
     """Run (or resume) an eval into ``out`` and return its results. ``policy`` overrides the
     config's policy (for library users holding a policy object). ``check_endpoint``: first send
-    the policy's endpoint one request (``PolicyError`` if it fails; nothing is written)."""
+    the policy's endpoint one request (``PolicyError`` if it fails; nothing is written).
+    ``ray``: run the episodes in Ray actors on the cluster at that address (``"auto"``:
+    RAY_ADDRESS or this machine's ``ray start`` cluster); trajectories still stream into this
+    run directory."""
     run_dir = RunDir(out)
     own_policy = policy is None
     if policy is None and config is not None and not resume:
@@ -213,10 +221,19 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
         if progress is not None:
             progress.advance(traj)
 
+    remote = None
+    if ray is not None:
+        from traject.agents.ray_rollouts import RayEpisodes
+
+        remote = RayEpisodes(factory, partial(make_policy, config.policy), address=ray,
+                             episode_timeout_s=config.episode_timeout_s, retry_infra=config.retry_infra,
+                             actor_concurrency=config.concurrency)
     rollouts = Rollouts(policy, factory, group_size=config.samples, concurrency=config.concurrency,
                         episode_timeout_s=config.episode_timeout_s, store=store, seed=config.seed,
-                        retry_infra=config.retry_infra, on_trajectory=on_trajectory)
+                        retry_infra=config.retry_infra, on_trajectory=on_trajectory, remote=remote)
     try:
+        if remote is not None:
+            await anyio.to_thread.run_sync(remote.start_sync)
         if progress is not None:
             todo = rollouts.pending(tasks)
             progress.start(total=len(tasks) * config.samples, done=len(tasks) * config.samples - len(todo))
@@ -230,6 +247,9 @@ async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool =
         invocation.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if remote is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(remote.close_sync)
         if own_policy:
             with anyio.CancelScope(shield=True):
                 await close_policy(policy)

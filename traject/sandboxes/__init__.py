@@ -4,6 +4,7 @@
 LocalSandbox (which does not isolate, and says so). ``SandboxPool`` keeps warm ones ready.
 """
 
+from traject.sandboxes import admission
 from traject.sandboxes.base import (
     ExecResult,
     InteractiveSandbox,

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from traject.sandboxes.admission import DEFAULT_CREATE_CAP, DEFAULT_HOST_CAP
+
 DEFAULT_IMAGE = "traject/base:latest"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -23,6 +25,15 @@ def parse_size(value: str | int) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
+HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+
+
+def check_host_url(url: str) -> str:
+    if not url.startswith(HOST_SCHEMES):
+        raise ValueError(f"docker host {url!r}: write unix:///path, tcp://HOST:PORT or ssh://USER@HOST")
+    return url
+
+
 class SandboxConfig(BaseModel):
     """How a sandbox is made. Defaults isolate: no network, bounded memory, CPU, processes,
     disk and output, a non-root user, a read-only root filesystem."""
@@ -30,13 +41,25 @@ class SandboxConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backend: Literal["auto", "docker", "local"] = Field(
-        "auto", description="auto: docker when a daemon answers, else local (which does not isolate)"
+        "auto",
+        description="auto: docker, and an error at start when no daemon answers; local (which does "
+        "not isolate) only when named, or with TRAJECT_ALLOW_LOCAL_SANDBOX=1",
     )
     image: str = DEFAULT_IMAGE
-    channel: Literal["auto", "socket", "docker_exec"] = Field(
+    hosts: tuple[str, ...] = Field(
+        (),
+        description="Docker endpoints (unix://, tcp://, ssh://) to place sandboxes on; empty: "
+        "TRAJECT_DOCKER_HOSTS (comma-separated), else DOCKER_HOST",
+    )
+    host_cap: int = Field(DEFAULT_HOST_CAP, ge=1, description="running sandboxes per Docker host, "
+                          "counted across every process of this machine")
+    create_cap: int = Field(DEFAULT_CREATE_CAP, ge=1, description="concurrent creations per Docker host, "
+                            "across every process of this machine")
+    channel: Literal["auto", "socket", "stdio", "docker_exec"] = Field(
         "auto",
-        description="socket: the fast unix-socket channel (local daemon); docker_exec: one "
-        "`docker exec` per call (works against remote daemons); auto picks socket when it can",
+        description="socket: the fast unix-socket channel (local daemon); stdio: the fast channel "
+        "over one long-lived `docker exec` stream (any daemon, remote included); docker_exec: one "
+        "`docker exec` per call; auto: socket for a local daemon, stdio for a remote one",
     )
     network: bool = False
     memory: str = "1g"
@@ -60,6 +83,13 @@ class SandboxConfig(BaseModel):
     @classmethod
     def _size(cls, value: str) -> str:
         parse_size(value)
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            check_host_url(url)
         return value
 
     @field_validator("user")

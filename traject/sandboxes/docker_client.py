@@ -18,35 +18,65 @@ _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
 
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
 def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
 
 
-def get_client(timeout: float = 60.0) -> Any:
-    """The shared blocking docker SDK client (call it from a worker thread)."""
+def is_remote_url(url: str) -> bool:
+    """tcp and ssh endpoints share no filesystem with this process (even on 127.0.0.1)."""
+    return not url.startswith(("unix://", "npipe://"))
+
+
+def _new_client(url: str, timeout: float, pool: int = 64) -> Any:
     import docker
 
-    key = docker_host()
+    if url.startswith("ssh://"):
+        return docker.DockerClient(base_url=url, timeout=int(timeout), use_ssh_client=True, max_pool_size=pool)
+    # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply to every tcp host
+    return docker.from_env(environment={**os.environ, "DOCKER_HOST": url}, timeout=int(timeout), max_pool_size=pool)
+
+
+def get_client(timeout: float = 60.0, host: str | None = None) -> Any:
+    """The shared blocking docker SDK client of ``host`` (default: DOCKER_HOST); call it from
+    a worker thread."""
+    key = host or docker_host()
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = docker.from_env(timeout=int(timeout), max_pool_size=64)
+            client = _new_client(key, timeout)
             _clients[key] = client
         return client
 
 
-def daemon_available(timeout: float = 3.0) -> bool:
-    """True when a Docker daemon answers a ping within ``timeout`` seconds."""
+def ping_host(host: str | None = None, timeout: float = 3.0) -> str | None:
+    """None when the daemon at ``host`` answers a ping within ``timeout`` s, else why not."""
     try:
-        import docker
-
-        client = docker.from_env(timeout=max(1, int(timeout)))
+        client = _new_client(host or docker_host(), max(1, timeout), pool=1)
         try:
-            return bool(client.ping())
+            client.ping()
+            return None
         finally:
             client.close()
-    except Exception:
-        return False
+    except Exception as exc:
+        return _short_reason(exc)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("No such file or directory", "no such socket"),
+                           ("Name or service not known", "unknown host"), ("Permission denied", "permission denied")):
+        if needle in text:
+            return reason
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+def daemon_available(timeout: float = 3.0, host: str | None = None) -> bool:
+    """True when a Docker daemon answers a ping within ``timeout`` seconds."""
+    return ping_host(host, timeout) is None
 
 
 def is_local_daemon(client: Any) -> bool:

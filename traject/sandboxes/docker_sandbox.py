@@ -13,11 +13,20 @@ from typing import Any
 
 import anyio
 
+from traject.sandboxes import admission
 from traject.sandboxes.base import SandboxError
-from traject.sandboxes.channel import DockerExecChannel, SocketChannel, executor_source
+from traject.sandboxes.channel import DockerExecChannel, SocketChannel, StdioChannel, executor_source
 from traject.sandboxes.config import SandboxConfig
-from traject.sandboxes.docker_client import LABEL_RUN_DIR, get_client, is_local_daemon, owner_labels
+from traject.sandboxes.docker_client import (
+    LABEL_RUN_DIR,
+    docker_host,
+    get_client,
+    is_local_daemon,
+    is_remote_url,
+    owner_labels,
+)
 from traject.sandboxes.executor_client import ExecutorSandbox
+from traject.sandboxes.hosts import configured_hosts, docker_hosts
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +43,11 @@ BASE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 
-# Containers this process still owns: removed at interpreter exit if nobody closed them.
-_live: dict[str, str] = {}
+# Containers this process still owns (id -> docker host, run dir): removed at interpreter exit
+# if nobody closed them.
+_live: dict[str, tuple[str, str]] = {}
 _live_lock = threading.Lock()
-_image_seeds: dict[str, str | None] = {}
+_image_seeds: dict[tuple[str, str], str | None] = {}
 
 
 def run_root() -> str:
@@ -54,23 +64,17 @@ def _remove_leftovers() -> None:
     with _live_lock:
         leftovers = dict(_live)
         _live.clear()
-    if not leftovers:
-        return
-    try:
-        api = get_client().api
-    except Exception:
-        return
-    for container_id, run_dir in leftovers.items():
+    for container_id, (host, run_dir) in leftovers.items():
         try:
-            api.remove_container(container_id, force=True)
+            get_client(host=host).api.remove_container(container_id, force=True)
         except Exception:
             pass
         if run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _image_seed(api: Any, image: str) -> str | None:
-    if image not in _image_seeds:
+def _image_seed(api: Any, image: str, host: str) -> str | None:
+    if (host, image) not in _image_seeds:
         import docker.errors
 
         try:
@@ -80,30 +84,82 @@ def _image_seed(api: Any, image: str) -> str | None:
                 f"sandbox image {image!r} not found: build it with `traject sandbox build`"
             ) from None
         labels = (info.get("Config") or {}).get("Labels") or {}
-        _image_seeds[image] = labels.get(SEED_LABEL)
-    return _image_seeds[image]
+        _image_seeds[host, image] = labels.get(SEED_LABEL)
+    return _image_seeds[host, image]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """The daemon itself did not answer (as opposed to refusing a request)."""
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class DockerSandbox(ExecutorSandbox):
     backend = "docker"
 
-    def __init__(self, config: SandboxConfig, client: Any) -> None:
+    def __init__(self, config: SandboxConfig, client: Any, host: str | None = None) -> None:
         super().__init__(workspace=config.workspace, output_limit=config.output_limit, shell=config.shell)
         self.config = config
         self.client = client
         self.api = client.api
+        self.host = host or docker_host()
         self.container_id: str | None = None
         self.run_dir: str | None = None
         self.channel_kind = "socket"
+        self._run_slot: admission.Slot | None = None
 
     @classmethod
     async def create(cls, config: SandboxConfig | None = None, *, client: Any = None) -> DockerSandbox:
+        """A sandbox on the configured host with the most free capacity (``client``: on that
+        client's daemon, outside placement). Waits for a run slot and a create slot of the
+        host (admission.py); a host that does not answer is drained and the next one tried."""
         config = config or SandboxConfig()
-        if client is None:
-            client = await anyio.to_thread.run_sync(get_client)
-        sandbox = cls(config, client)
+        if client is not None:
+            return await cls._create_on(config, client, None, None)
+        tries = len(configured_hosts(config))
+        while True:
+            host, slot = await docker_hosts.place(config)
+            try:
+                client = await anyio.to_thread.run_sync(lambda: get_client(host=host))
+                await anyio.to_thread.run_sync(docker_hosts.ensure_image_sync, host, config.image)
+            except BaseException as exc:
+                slot.release()
+                if isinstance(exc, Exception) and _is_connection_error(exc) and await anyio.to_thread.run_sync(
+                        docker_hosts.drain_if_silent, host, f"{type(exc).__name__}: {str(exc)[:200]}"):
+                    tries -= 1
+                    if tries > 0:
+                        continue
+                    raise SandboxError(f"docker host {host} stopped answering: {exc}") from exc
+                if isinstance(exc, Exception) and not isinstance(exc, SandboxError):
+                    raise SandboxError(f"docker host {host}: {exc}") from exc
+                raise
+            try:
+                return await cls._create_on(config, client, host, slot)
+            except SandboxError as exc:
+                if not _is_connection_error(exc) or not await anyio.to_thread.run_sync(
+                        docker_hosts.drain_if_silent, host, str(exc)[:200]):
+                    raise
+                tries -= 1
+                if tries <= 0:
+                    raise
+
+    @classmethod
+    async def _create_on(cls, config: SandboxConfig, client: Any, host: str | None,
+                         slot: admission.Slot | None) -> DockerSandbox:
+        sandbox = cls(config, client, host)
+        sandbox._run_slot = slot
         try:
-            await sandbox._start()
+            creating = await admission.take(sandbox.host, "create", config.create_cap)
+            try:
+                await sandbox._start()
+            finally:
+                creating.release()
         except BaseException:
             await sandbox.aclose()
             raise
@@ -111,16 +167,20 @@ class DockerSandbox(ExecutorSandbox):
 
     # ------------------------------------------------------------------ start
 
+    @property
+    def remote(self) -> bool:
+        return is_remote_url(self.host) or not is_local_daemon(self.client)
+
     def _use_socket(self) -> bool:
         if self.config.channel == "auto":
-            return is_local_daemon(self.client)
+            return not self.remote
         return self.config.channel == "socket"
 
     def _create_sync(self) -> str:
         import docker.errors
 
         cfg = self.config
-        seed = _image_seed(self.api, cfg.image)
+        seed = _image_seed(self.api, cfg.image, self.host)
         socket_path = f"{RUN_MOUNT}/{SOCKET_NAME}"
         command = ["python3", "-I", "-u", "-c", executor_source(), "--socket", socket_path,
                    "--workspace", cfg.workspace, "--oom-detect"]
@@ -175,14 +235,14 @@ class DockerSandbox(ExecutorSandbox):
             ) from None
         container_id = created["Id"]
         with _live_lock:
-            _live[container_id] = self.run_dir or ""
+            _live[container_id] = (self.host, self.run_dir or "")
         self.container_id = container_id
         self.api.start(container_id)
         return container_id
 
     async def _start(self) -> None:
         use_socket = self._use_socket()
-        self.channel_kind = "socket" if use_socket else "docker_exec"
+        self.channel_kind = "socket" if use_socket else ("docker_exec" if self.config.channel == "docker_exec" else "stdio")
         if use_socket:
             self.run_dir = tempfile.mkdtemp(prefix="s", dir=run_root())
             os.chmod(self.run_dir, 0o777)  # the container's non-root user creates the socket
@@ -202,15 +262,14 @@ class DockerSandbox(ExecutorSandbox):
             else:
                 log.warning(
                     "sandbox %s: the executor's socket did not appear in %s on this host (does this "
-                    "process run in a container of its own?); using the docker exec channel",
+                    "process run in a container of its own?); using the stdio channel",
                     self.container_id[:12], self.run_dir,
                 )
                 use_socket = False
-                self.channel_kind = "docker_exec"
+                self.channel_kind = "stdio"
         if not use_socket:
-            self._channel = DockerExecChannel(
-                self.api, self.container_id, f"{RUN_MOUNT}/{SOCKET_NAME}", self._describe_state
-            )
+            kind = DockerExecChannel if self.channel_kind == "docker_exec" else StdioChannel
+            self._channel = kind(self.api, self.container_id, f"{RUN_MOUNT}/{SOCKET_NAME}", self._describe_state)
         await self.ping(timeout=self.config.startup_timeout)
 
     async def _wait_for_socket(self, path: str, give_up_after: float | None = None) -> bool:
@@ -298,9 +357,19 @@ class DockerSandbox(ExecutorSandbox):
         try:
             await anyio.to_thread.run_sync(self._remove_sync)
         except Exception as exc:
+            if self.container_id is not None and _is_connection_error(exc) and await anyio.to_thread.run_sync(
+                    docker_hosts.drain_if_silent, self.host, f"{type(exc).__name__}: {str(exc)[:200]}"):
+                # the host stopped answering: drained; the container is removed when it answers again
+                docker_hosts.add_orphan(self.host, self.container_id)
+                with _live_lock:
+                    _live.pop(self.container_id, None)
+                return
             # the atexit hook and `traject sandbox prune` retry; say what is left behind
             raise SandboxError(f"could not remove sandbox container {self.container_id}: {exc}") from exc
+        finally:
+            if self._run_slot is not None:
+                self._run_slot.release()
 
     def __repr__(self) -> str:
         cid = self.container_id[:12] if self.container_id else "-"
-        return f"DockerSandbox({cid}, image={self.config.image!r}, channel={self.channel_kind})"
+        return f"DockerSandbox({cid}, host={self.host}, image={self.config.image!r}, channel={self.channel_kind})"

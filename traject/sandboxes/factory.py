@@ -1,4 +1,6 @@
-"""Choosing a backend: Docker when a daemon answers, else the local (non-isolating) backend."""
+"""Choosing a backend. It fails closed: Docker, or a clear error at start; the local backend
+(which does not isolate) only when it is named (``backend: local``) or allowed by
+``TRAJECT_ALLOW_LOCAL_SANDBOX=1``."""
 
 from __future__ import annotations
 
@@ -8,33 +10,54 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from traject.sandboxes.base import SandboxError
 from traject.sandboxes.config import SandboxConfig
-from traject.sandboxes.docker_client import daemon_available
 from traject.sandboxes.executor_client import ExecutorSandbox
+from traject.sandboxes.hosts import configured_hosts, docker_hosts, local_allowed
 
 if TYPE_CHECKING:
     from traject.types import Task
 
 log = logging.getLogger(__name__)
 
-_daemon_checked: bool | None = None
+
+async def docker_available(*, refresh: bool = False, config: SandboxConfig | None = None) -> bool:
+    """Whether a configured Docker host answers (checked once per process unless ``refresh``)."""
+    urls = configured_hosts(config or SandboxConfig())
+    return bool(await anyio.to_thread.run_sync(lambda: docker_hosts.probe_sync(urls, force=refresh)))
 
 
-async def docker_available(*, refresh: bool = False) -> bool:
-    """Whether a Docker daemon answers (checked once per process unless ``refresh``)."""
-    global _daemon_checked
-    if _daemon_checked is None or refresh:
-        _daemon_checked = await anyio.to_thread.run_sync(daemon_available)
-    return _daemon_checked
+_decided: dict[tuple[str, tuple[str, ...], bool], str] = {}
+
+
+def preflight(config: SandboxConfig) -> str:
+    """The backend ``config`` gets, decided once per process at start: ``docker`` when a
+    configured host answers (unreachable ones are named in one log line each), ``local`` when
+    named or allowed; else SandboxError, before any episode runs. The first call pings (blocking,
+    call it at start); later ones return the decision (hosts that go down mid-run are placement's
+    business), so an env may call it in its constructor."""
+    if config.backend == "local":
+        return "local"
+    urls = configured_hosts(config)
+    key = (config.backend, urls, local_allowed())
+    if key not in _decided:
+        _decided[key] = _decide(config, urls)
+    return _decided[key]
+
+
+def _decide(config: SandboxConfig, urls: tuple[str, ...]) -> str:
+    if config.backend == "auto" and local_allowed():
+        if docker_hosts.probe_sync(urls):
+            return "docker"
+        log.warning("no Docker host answers and TRAJECT_ALLOW_LOCAL_SANDBOX=1: using LocalSandbox, "
+                    "which does NOT isolate")
+        return "local"
+    docker_hosts.require_sync(urls)
+    return "docker"
 
 
 async def resolve_backend(config: SandboxConfig) -> str:
-    if config.backend != "auto":
-        return config.backend
-    if await docker_available():
-        return "docker"
-    log.warning("no Docker daemon answers: falling back to LocalSandbox, which does NOT isolate")
-    return "local"
+    return await anyio.to_thread.run_sync(preflight, config)
 
 
 async def open_sandbox(config: SandboxConfig | None = None) -> ExecutorSandbox:
@@ -66,4 +89,5 @@ def sandbox_factory(
         image = image_for(task) if image_for is not None else None
         return await open_sandbox(base.model_copy(update={"image": image}) if image else base)
 
+    preflight(base)  # fail closed now, at start, not in the first episode
     return make

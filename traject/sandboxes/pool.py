@@ -6,15 +6,14 @@ background. Reuse would need a proof that the sandbox was reset; a fresh contain
 proof.
 
 Capacity: ``size`` warm sandboxes are kept ready; ``max_live`` bounds what this pool holds at
-once (warm + leased + being created); ``host_cap`` bounds all pools of this process that talk
-to the same Docker host.
+once (warm + leased + being created). Each sandbox also holds a run slot of its Docker host
+(admission.py): ``host_cap`` (the config's, unless given here) bounds the sandboxes of every
+process on this machine that talk to that host, and the pool spreads over the config's hosts.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ import anyio
 
 from traject.sandboxes.base import SandboxError
 from traject.sandboxes.config import SandboxConfig
-from traject.sandboxes.docker_client import docker_host
 from traject.sandboxes.executor_client import ExecutorSandbox
 from traject.sandboxes.factory import open_sandbox
 
@@ -32,35 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST_CAP = int(os.environ.get("TRAJECT_SANDBOX_HOST_CAP", "64"))
-
-
-class _HostCounter:
-    """Live sandboxes per Docker host, across all pools of this process (and event loops)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._live: dict[str, int] = {}
-
-    def try_take(self, host: str, cap: int) -> bool:
-        with self._lock:
-            if self._live.get(host, 0) >= cap:
-                return False
-            self._live[host] = self._live.get(host, 0) + 1
-            return True
-
-    def give(self, host: str) -> None:
-        with self._lock:
-            self._live[host] = max(0, self._live.get(host, 0) - 1)
-
-    def live(self, host: str) -> int:
-        with self._lock:
-            return self._live.get(host, 0)
-
-
-host_counter = _HostCounter()
-
-
 class SandboxPool:
     def __init__(
         self,
@@ -68,19 +37,20 @@ class SandboxPool:
         *,
         size: int = 4,
         max_live: int = 32,
-        host_cap: int = DEFAULT_HOST_CAP,
+        host_cap: int | None = None,
         refill_concurrency: int = 2,
         create: Callable[[], Awaitable[ExecutorSandbox]] | None = None,
     ) -> None:
         if size < 0 or max_live < 1 or refill_concurrency < 1:
             raise ValueError("SandboxPool needs size >= 0, max_live >= 1, refill_concurrency >= 1")
         self.config = config or SandboxConfig()
+        if host_cap is not None:
+            self.config = self.config.model_copy(update={"host_cap": host_cap})
         self.size = min(size, max_live)
         self.max_live = max_live
-        self.host_cap = host_cap
+        self.host_cap = self.config.host_cap
         self.refill_concurrency = refill_concurrency
         self._create = create or (lambda: open_sandbox(self.config))
-        self._host = docker_host()
         self._ready: deque[ExecutorSandbox] = deque()
         self._leased: set[ExecutorSandbox] = set()
         self._live = 0
@@ -141,18 +111,17 @@ class SandboxPool:
 
     def _release_capacity(self) -> None:
         self._live -= 1
-        host_counter.give(self._host)
         self._notify()
         self._wake.set()
 
     def _try_take_capacity(self) -> bool:
-        if self._live < self.max_live and host_counter.try_take(self._host, self.host_cap):
+        if self._live < self.max_live:
             self._live += 1
             return True
         return False
 
     async def _wait_for_change(self) -> None:
-        # other pools free host capacity without telling this one: poll as well
+        # closing sandboxes free capacity without telling this one: poll as well
         with anyio.move_on_after(0.05):
             await self._changed.wait()
 

@@ -31,6 +31,7 @@ from traject.rewards.base import Reward
 from traject.rewards.verifiers.unit_tests import UnitTestReward
 from traject.sandboxes.base import Sandbox
 from traject.sandboxes.config import DEFAULT_IMAGE, SandboxConfig
+from traject.sandboxes.factory import preflight
 from traject.sandboxes.factory import open_sandbox
 from traject.tools.base import ToolOutput
 from traject.tools.builtin import bash_tool, file_editor_tool
@@ -100,6 +101,7 @@ class SweEnv(ToolEnv):
         if cfg.sandbox.backend == "local":
             raise ValueError("the swe env needs Docker (its repositories live in images): "
                              "use SandboxConfig(backend='docker')")
+        preflight(cfg.sandbox)  # a Docker host answers, or a clear error at start
         super().__init__(
             [bash_tool(timeout_s=cfg.command_timeout_s), file_editor_tool(), SweSession(self)],
             name="swe", system_prompt=cfg.system_prompt, max_turns=cfg.max_turns,
