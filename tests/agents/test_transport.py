@@ -34,6 +34,7 @@ async def test_the_policy_sends_the_chat_api_request_and_reads_the_answer(chat_s
     body = server.requests[0].body
     assert body == {
         "model": "m", "temperature": 0.5, "max_tokens": 64, "top_k": 5,
+        "return_token_ids": True, "logprobs": True,  # a self-hosted (http://) server is asked for tokens
         "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "How much?"},
                      {"role": "assistant", "content": None, "tool_calls": [
                          {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"item": "pear"}'}}]},
