@@ -1,4 +1,4 @@
-"""A multi-node Ray cluster on this machine, on 127.0.0.1 only: ``ray start --head`` plus
+"""A multi-node Ray cluster on this machine, on loopback addresses only: ``ray start --head`` plus
 ``ray start --address`` for each further node, each in its own process group (``--block``) so
 that one node can be killed mid-run and the whole cluster stopped without touching any other
 Ray on the machine (no ``ray stop``, which would end every Ray process of the machine)."""
@@ -18,9 +18,11 @@ from pathlib import Path
 from traject.testing.docker_daemon import descendants, free_port
 
 
-# The nodes are started with --node-ip-address 127.0.0.1 and reached at 127.0.0.1:PORT, but
-# Ray advertises a multi-node cluster's nodes under the machine's own address (its one way to
-# keep nodes on loopback, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, refuses a second node).
+# Every node lives on a loopback address. Not 127.0.0.1 itself: Ray rewrites exactly
+# "127.0.0.1"/"localhost" to the machine's outward address (services.resolve_ip_for_localhost),
+# and its one switch against that (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) refuses a second node;
+# another address of 127.0.0.0/8 is kept as given, so no node is ever reached off loopback.
+NODE_IP = "127.0.0.2"
 LOOPBACK_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 # a killed node is noticed in about two seconds (the default takes half a minute)
 FAST_FAILURE_ENV = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
@@ -38,13 +40,13 @@ class LocalRayCluster:
         self.cpus = cpus_per_node
         self.object_store = object_store_mb * 1024 * 1024
         self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{NODE_IP}:{self.port}"
         # a short temp dir: Ray's session sockets live under it
         self.temp_dir = tempfile.mkdtemp(prefix="tjr-", dir="/tmp")
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def _common(self) -> list[str]:
-        return ["--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
+        return ["--node-ip-address", NODE_IP, "--num-cpus", str(self.cpus),
                 "--object-store-memory", str(self.object_store), "--disable-usage-stats", "--block"]
 
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:

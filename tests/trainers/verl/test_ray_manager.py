@@ -15,6 +15,7 @@ verl = pytest.importorskip("verl", reason="the veRL extra is not installed (pip 
 ray = pytest.importorskip("ray", reason="ray comes with the veRL extra")
 
 from traject.trainers.verl.testing import LookupSolver, ScriptedServerClient  # noqa: E402
+from traject.testing.ray_cluster import NODE_IP  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 OBSERVATION = re.compile(r"\n<\|im_start\|>user(\n<tool_response>\n((?!</?tool_response>).)*\n</tool_response>)+"
@@ -23,7 +24,7 @@ OBSERVATION = re.compile(r"\n<\|im_start\|>user(\n<tool_response>\n((?!</?tool_r
 
 @pytest.fixture
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address=NODE_IP,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                                        "TOKENIZERS_PARALLELISM": "false"}})
     try:

@@ -25,6 +25,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from traject.trainers.verl.testing import LookupSolver, ScriptedServerClient  # noqa: E402
+from traject.testing.ray_cluster import NODE_IP  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[3]
@@ -162,7 +163,7 @@ def ray_for(tmp_path):
         env_vars = {k: str(v) for k, v in runtime.env_vars.items()}
         env_vars["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
         env_vars["TOKENIZERS_PARALLELISM"] = "false"
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address=NODE_IP,
                  runtime_env={"env_vars": env_vars, "worker_process_setup_hook": runtime.worker_process_setup_hook})
         started.append(True)
         return ray
