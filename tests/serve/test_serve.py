@@ -158,7 +158,7 @@ def test_context_overflow_is_a_scored_truncation(qwen3_model: Path, served) -> N
                    OpenAIPolicy(model="tiny", base_url=server.base_url + "/v1", max_tokens=16)):
         traj = anyio.run(AgentLoop(policy).run, env, task)
         assert traj.status is Status.MAX_TURNS, (type(policy).__name__, traj.error)
-        assert "context window" in traj.info["truncated_by"]
+        assert "beyond the model's context" in traj.info["truncated_by"]
         assert traj.reward is not None and not traj.reward.failed  # scored, not an infra error
 
 
