@@ -12,9 +12,9 @@ from traject.agents.vllm_policy import IncrementalChatTokens
 def tok(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.agents.hf import build_tiny_model
 
-    return AutoTokenizer.from_pretrained(build_tiny_qwen(tmp_path_factory.mktemp("tq")))
+    return AutoTokenizer.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("tq")))
 
 
 TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "price",

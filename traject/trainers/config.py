@@ -181,6 +181,8 @@ class SFTConfig(_Section):
     path: str | None = Field(None, description="JSONL of OpenAI-format conversations, for source=jsonl.")
     tasks: dict[str, JsonValue] = Field(default_factory=lambda: {"split": "train", "n": 200})
     epochs: float = Field(1.0, gt=0.0)
+    steps: int | None = Field(None, ge=1, description="Optimizer steps; when set, used instead of `epochs` "
+                              "(equal compute for SFT runs on data sets of different sizes).")
     lr: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(16, ge=1)
     warmup_steps: int = Field(0, ge=0)

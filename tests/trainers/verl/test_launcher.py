@@ -121,10 +121,10 @@ def test_dry_run_command_composes_and_validates(tmp_path, extra, capsys):
     pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
     from omegaconf import OmegaConf
 
-    from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.agents.hf import build_tiny_model
     from traject.trainers.verl.launcher import run_cli
 
-    build_tiny_qwen(tmp_path / "model")
+    build_tiny_model(tmp_path / "model")
     p = _write(tmp_path, _config(tmp_path, val_tasks={"split": "test", "n": 4}, **extra))
     assert run_cli(p, dry_run=True, overrides=["trainer.save_freq=3"]) == 0
     argv = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
