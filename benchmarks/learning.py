@@ -73,23 +73,35 @@ def plot(reports: list[QuickstartReport], path: Path) -> Path | None:
     return path
 
 
+def _run_one(cfg):  # noqa: ANN001, ANN202 - a top-level function, for worker processes
+    return run_quickstart(cfg, log_fn=lambda m: None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=None, help="GRPO steps (default: the quickstart's)")
     ap.add_argument("--quick", action="store_true", help="a short run (fewer tasks and steps) to try the script")
     ap.add_argument("--out", default="runs/learning")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     ap.add_argument("--json", default=str(RESULTS / "learning.json"))
     args = ap.parse_args()
     console = Console()
     overrides = ["eval.tasks.n=60", "sft.steps=60"] if args.quick else []
     steps = args.steps if args.steps is not None else (6 if args.quick else None)
-    reports: list[QuickstartReport] = []
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        cfg = quickstart_config(out=Path(args.out) / f"seed{seed}", seed=seed, steps=steps, overrides=overrides)
-        report = run_quickstart(cfg, log_fn=lambda m: None)
-        reports.append(report)
+    configs = [quickstart_config(out=Path(args.out) / f"seed{seed}", seed=seed, steps=steps, overrides=overrides)
+               for seed in args.seeds]
+    if args.jobs > 1:  # one process per seed: each run is single-threaded and independent
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            reports = list(pool.map(_run_one, configs))
+    else:
+        reports = [_run_one(cfg) for cfg in configs]
+    for report in reports:
+        seed = report.seed
         console.print(report.table())
         for line in report.summary_lines():
             console.print(line, markup=False, highlight=False)

@@ -193,7 +193,7 @@ class SFTConfig(_Section):
             raise ValueError("sft.source is jsonl: set sft.path to a JSONL of chat conversations")
         if self.enabled and self.source == "scripted" and not self.script:
             raise ValueError("sft.source is scripted: set sft.script to 'module:function', a script for "
-                             "ScriptedPolicy (e.g. traject.environments.builtin.lookup:expert_action)")
+                             "ScriptedPolicy (e.g. traject.environments.builtin.lookup:solve)")
         return self
 
 

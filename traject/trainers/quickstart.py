@@ -52,7 +52,7 @@ from traject.types import Status, Trajectory
 __all__ = ["QUICKSTART", "PhaseResult", "QuickstartReport", "RewardTrend", "plot_reward_curve", "quickstart_config",
            "reward_trend", "run_quickstart"]
 
-_TASKS = {"items_per_order": 2, "max_quantity": 2, "max_price": 5, "quantity_words": True}
+_TASKS = {"items_per_order": 2, "max_quantity": 2, "max_price": 4, "quantity_words": True}
 
 # The quickstart run, as a config dict (``configs/quickstart.yaml`` holds the same).
 QUICKSTART: dict[str, Any] = {
@@ -66,7 +66,7 @@ QUICKSTART: dict[str, Any] = {
     "eval": {"tasks": {"split": "test", "n": 200, "combos": "unseen", **_TASKS}, "temperature": 0.0},
     "sft": {
         "enabled": True, "source": "scripted", "script": "traject.environments.builtin.lookup:demonstrator",
-        "script_args": {"arithmetic_error_rate": 0.3, "missed_lookup_rate": 0.15, "max_price": 5},
+        "script_args": {"arithmetic_error_rate": 0.3, "missed_lookup_rate": 0.15, "max_price": 4},
         "tasks": {"split": "train", "n": 1000, "seed": 1, "combos": "seen", **_TASKS},
         "steps": 300, "batch_size": 16, "lr": 3.0e-3,
     },

@@ -48,7 +48,7 @@ def load_script(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"sft.script {spec!r}: expected 'module:function', e.g. "
-                         "traject.environments.builtin.lookup:expert_action")
+                         "traject.environments.builtin.lookup:solve")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
