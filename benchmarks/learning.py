@@ -58,8 +58,8 @@ def plot(reports: list[QuickstartReport], path: Path) -> Path | None:
     for i, r in enumerate(reports):
         xs = [j + (i - (len(reports) - 1) / 2) * width for j in range(len(names))]
         means = [r.rows[n].greedy.mean for n in names]
-        errs = [[r.rows[n].greedy.mean - r.rows[n].greedy.low for n in names],
-                [r.rows[n].greedy.high - r.rows[n].greedy.mean for n in names]]
+        errs = [[max(0.0, r.rows[n].greedy.mean - r.rows[n].greedy.low) for n in names],
+                [max(0.0, r.rows[n].greedy.high - r.rows[n].greedy.mean) for n in names]]
         ax2.bar(xs, means, width=width, yerr=errs, capsize=3, label=f"seed {r.seed}")
     ax2.set_xticks(range(len(names)), [PHASES[n] for n in names], fontsize=7)
     ax2.set_ylabel("held-out greedy success (95% CI)")
@@ -84,15 +84,20 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a short run (fewer tasks and steps) to try the script")
     ap.add_argument("--out", default="runs/learning")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+    ap.add_argument("--from-runs", action="store_true",
+                    help="do not train: summarise the quickstart.json files already in --out/seed<N>/")
     ap.add_argument("--json", default=str(RESULTS / "learning.json"))
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=160)
     overrides = ["eval.tasks.n=60", "sft.steps=60"] if args.quick else []
     steps = args.steps if args.steps is not None else (6 if args.quick else None)
     t0 = time.perf_counter()
     configs = [quickstart_config(out=Path(args.out) / f"seed{seed}", seed=seed, steps=steps, overrides=overrides)
                for seed in args.seeds]
-    if args.jobs > 1:  # one process per seed: each run is single-threaded and independent
+    if args.from_runs:
+        reports = [QuickstartReport.model_validate_json((Path(c.trainer.out_dir) / "quickstart.json").read_text())
+                   for c in configs]
+    elif args.jobs > 1:  # one process per seed: each run is single-threaded and independent
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -131,7 +136,7 @@ def main() -> int:
         "target_met": target_met,
         "quick": args.quick,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(time.perf_counter() - t0, 1) if not args.from_runs else max(r.seconds for r in reports),
         "plot": str(png) if png else None,
         "per_seed": [json.loads(r.model_dump_json()) for r in reports],
     }, indent=2))
