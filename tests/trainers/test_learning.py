@@ -2,10 +2,12 @@
 demonstrator's successful demonstrations, then GRPO on the env's outcome reward) improves
 held-out greedy success over its own SFT start. One torch thread, CPU: deterministic.
 
-The margin comes from the measured spread (docs/learning.md): over seeds 0-4 of this exact
-shortened run the gain was between MEASURED_MIN and MEASURED_MAX points; the assert asks for
-about half the smallest, so that it fails when learning breaks, not when noise moves a
-number.
+The margin comes from the measured spread (docs/learning.md): over seeds 0, 1 and 2 of this
+exact shortened run the gain was +2, +19 and +2 points (100 held-out tasks); the assert asks
+for half the smallest, +1 point, i.e. RL must solve more held-out tasks than its start. The
+run is deterministic (one thread, seeded sampling), so seed 0 reproduces its +2 exactly; the
+test fails when the RL step stops improving the policy at all, and it is deliberately not a
+claim about the size of the effect (docs/learning.md has that, over seeds, with intervals).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.slow
 SHORT = ["sft.only_successful=true", "sft.steps=200", "eval.tasks.n=100", "trainer.threads=1",
          "rollout.tasks_per_step=8", "rollout.group_size=8"]
 STEPS = 12
-MARGIN = 0.05
+MARGIN = 0.01
 
 
 def short_run(out, seed: int = 0):
