@@ -4,12 +4,14 @@ A small asyncio HTTP/1.1 server (keep-alive, one write per response), so that a 
 concurrent requests cost it little CPU: it stands in for an inference engine, and must not be
 the bottleneck it is meant to model. Requests join a continuously batched engine
 (``workload.Engine``) stepped in real time against absolute deadlines, so sleep overshoot does
-not accumulate. Each request names its episode in the first user message ("episode N"); its
-turn is the number of assistant messages so far. Turns before the last answer with a ``work``
-tool call, the last with ``submit``.
+not accumulate. Each request names its episode in its first system or user message that says
+"episode N"; its turn is the number of assistant messages so far. Turns before the last answer
+with a ``work`` tool call, the last with ``submit``.
 
 Control: ``POST /sim/workload`` (a Workload as JSON: resets the engine and its counters),
-``GET /sim/stats`` (engine busy seconds, steps, mean batch, requests, lag).
+``GET /sim/stats`` (engine busy seconds, steps, mean batch, requests, lag, weights version),
+``POST /sim/weights`` (``{"version": v, "pause_s": s}``: a weight update; the engine pauses
+for ``s`` seconds, as an engine loading new weights does, then serves ``v``; answers when done).
 
     python benchmarks/sim_server.py [--port 0]    # prints "PORT <n>" when listening
 """
@@ -45,17 +47,26 @@ class SimServer:
         self.in_engine_s = 0.0
         self.idle_s = 0.0
         self.started = time.monotonic()
+        self.version = 0
+        self.paused_until = 0.0
+        self.paused_s = 0.0
 
     def stats(self) -> dict[str, float]:
         e = self.engine
         return {"busy_s": e.busy_s, "steps": e.steps, "tokens": e.tokens, "mean_batch": e.mean_batch,
                 "requests": self.requests, "lag_s": self.lag_s,
-                "in_engine_s": self.in_engine_s, "idle_s": self.idle_s, "since_s": time.monotonic() - self.started}
+                "in_engine_s": self.in_engine_s, "idle_s": self.idle_s, "since_s": time.monotonic() - self.started,
+                "version": self.version, "paused_s": self.paused_s}
 
     async def engine_loop(self) -> None:
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         while True:
+            pause = self.paused_until - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                deadline = None
+                continue
             engine = self.engine
             duration = engine.begin_step()
             if duration is None:
@@ -85,10 +96,15 @@ class SimServer:
         self.requests += 1
         req = json.loads(body)
         messages = req.get("messages", [])
-        first_user = next((m for m in messages if m.get("role") == "user"), {})
-        content = first_user.get("content") or ""
-        m = _EPISODE.search(content.encode() if isinstance(content, str) else json.dumps(content).encode())
-        episode = int(m.group(1)) if m else 0
+        episode = 0
+        for msg in messages:
+            if msg.get("role") not in ("system", "user"):
+                continue
+            content = msg.get("content") or ""
+            m = _EPISODE.search(content.encode() if isinstance(content, str) else json.dumps(content).encode())
+            if m:
+                episode = int(m.group(1))
+                break
         turn = sum(1 for m in messages if m.get("role") == "assistant")
         w = self.workload
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -141,6 +157,15 @@ class SimServer:
         if method == b"POST" and path == b"/sim/workload":
             self.set_workload(Workload(**json.loads(body)))
             return 200, b"{}"
+        if method == b"POST" and path == b"/sim/weights":
+            update = json.loads(body)
+            pause = float(update.get("pause_s", 0.0))
+            loop = asyncio.get_running_loop()
+            self.paused_until = max(self.paused_until, loop.time() + pause)
+            self.paused_s += pause
+            await asyncio.sleep(max(0.0, self.paused_until - loop.time()))
+            self.version = int(update["version"])
+            return 200, json.dumps({"version": self.version}).encode()
         if method == b"GET" and path.endswith(b"/models"):
             return 200, b'{"object": "list", "data": [{"id": "sim", "object": "model"}]}'
         return 404, b'{"error": {"message": "not found"}}'

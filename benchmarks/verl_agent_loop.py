@@ -43,17 +43,18 @@ def main() -> None:
 
     from traject.environments.registry import load_tasks
     from traject.agents.hf import build_tiny_model
-    from traject.trainers.verl.config import TrainConfig
+    from traject.trainers.config import config_from_dict
     from traject.trainers.verl.dataset import export_tasks
     from traject.trainers.verl.launcher import hydra_overrides, prepare
     from traject.trainers.verl.testing import LookupSolver, ScriptedServerClient
 
     work = Path(tempfile.mkdtemp(prefix="verl-bench-"))
     model = build_tiny_model(work / "model")
-    cfg = TrainConfig.model_validate({
-        "model": str(model), "env": "lookup", "tasks": {"split": "train", "n": args.tasks, "seed": 0},
-        "group_size": args.group, "batch_size": args.tasks, "max_prompt_length": 1024,
-        "max_response_length": 1024, "output_dir": str(work / "run")})
+    cfg = config_from_dict({
+        "backend": "verl", "model": {"path": str(model), "max_seq_len": 2048},
+        "env": {"name": "lookup", "tasks": {"split": "train", "n": args.tasks, "seed": 0}},
+        "eval": {"tasks": {}}, "rollout": {"group_size": args.group, "tasks_per_step": args.tasks},
+        "trainer": {"out_dir": str(work / "run"), "save_trajectories": False}, "verl": {"max_prompt_length": 1024}})
     files = prepare(cfg)
     tool_agent_file = export_tasks(load_tasks("lookup", split="train", n=args.tasks, seed=0),
                                    work / "tool_agent.parquet", env="lookup", agent_name="tool_agent")

@@ -66,11 +66,15 @@ def check_vllm(workdir: Path) -> dict:
 def check_train(workdir: Path, timeout: int) -> dict:
     model = tiny_model(workdir)
     run = workdir / "verl-run"
-    cfg = {
-        "model": str(model), "env": "lookup", "tasks": {"split": "train", "n": 8, "seed": 0},
-        "group_size": 2, "batch_size": 4, "max_prompt_length": 512, "max_response_length": 256,
-        "lr": 1e-5, "total_steps": 2, "output_dir": str(run),
-        "verl": {"gpus_per_node": 1, "gpu_memory_utilization": 0.3, "agent_workers": 2,
+    cfg = {  # traject's one TrainConfig, on the veRL engine
+        "backend": "verl",
+        "model": {"path": str(model), "max_seq_len": 768},
+        "env": {"name": "lookup", "tasks": {"split": "train", "n": 8, "seed": 0}},
+        "eval": {"tasks": {}},
+        "rollout": {"group_size": 2, "tasks_per_step": 4},
+        "optim": {"lr": 1e-5},
+        "trainer": {"steps": 2, "out_dir": str(run)},
+        "verl": {"max_prompt_length": 512, "gpus_per_node": 1, "gpu_memory_utilization": 0.3, "agent_workers": 2,
                  "overrides": ["trainer.val_before_train=false", "actor_rollout_ref.rollout.enforce_eager=true",
                                "actor_rollout_ref.rollout.max_model_len=1024"]},
     }

@@ -72,3 +72,26 @@ def test_trainable():
 def test_task_rejects_unknown_fields():
     with pytest.raises(ValidationError, match="extra"):
         Task(id="x", promt="typo")
+
+
+def test_a_trajectory_stores_each_observation_once():
+    from traject.types import Message, Step, ToolCall, ToolResult, Trajectory
+
+    big = "y" * 100_000
+    call = ToolCall(id="c1", name="read", arguments={})
+    action = Message.assistant("", tool_calls=[call])
+    obs = [Message.tool(big, tool_call_id="c1", name="read")]
+    traj = Trajectory(task_id="t", messages=[Message.user("go"), action, *obs, Message.assistant("done")],
+                      steps=[Step(index=0, action=action, observations=obs,
+                                  tool_results=[ToolResult(call_id="c1", name="read", content=big)]),
+                             Step(index=1, action=Message.assistant("done"))])
+    text = traj.model_dump_json()
+    assert text.count(big) == 1  # was 3: messages, step observations, tool result content
+    back = Trajectory.model_validate_json(text)
+    assert back == traj
+    assert back.steps[0].observations[0].text == big and back.steps[0].tool_results[0].content == big
+    # python-mode dumps keep the full shape
+    assert traj.model_dump()["steps"][0]["observations"][0]["content"] == big
+    # messages that do not line up with the steps are written in full
+    odd = traj.model_copy(update={"messages": traj.messages[:1]})
+    assert Trajectory.model_validate_json(odd.model_dump_json()) == odd

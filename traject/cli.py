@@ -7,21 +7,56 @@ import json
 import sys
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="traject: RL for multi-turn tool-using LLM agents.")
-console = Console()
+from traject import cli_output
+from traject.cli_output import console, error
+from traject.eval.config import EvalConfig, PolicyConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="traject: RL for multi-turn tool-using LLM agents.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("traject")
+        except PackageNotFoundError:
+            v = "unknown"
+        console.print(f"traject {v}", markup=False)
+        raise typer.Exit(0)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
     """traject: RL for multi-turn tool-using LLM agents."""
+    cli_output.debug = debug
+
+
+def _env_tools(env: object) -> tuple[list[str], list[dict]]:
+    """The names and schemas of an env's tools, read without starting it, plus a note for each
+    toolset whose tools are known only once it is set up."""
+    from traject.environments.tool_env import ToolEnv
+    from traject.tools.toolset import Toolset
+
+    tools = list(getattr(env, "tools", []))
+    names = [t.name for t in tools]
+    if isinstance(env, ToolEnv):
+        for spec in env._tool_specs:
+            cls = spec if isinstance(spec, type) else type(spec)
+            if issubclass(cls, Toolset) and cls.declared_tools() is None:
+                names.append(f"({cls.__name__}: tools listed at set-up)")
+    return names, [t.to_openai() for t in tools]
 
 
 @app.command()
-def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool's JSON schema.")) -> None:
-    """List the registered envs and tools."""
+def envs(schemas: bool = typer.Option(False, "--schemas", help="Print the tools' JSON schemas, grouped by env, as one JSON object.")) -> None:
+    """List the registered envs and their tools."""
     from traject.environments.registry import registry as env_registry
     from traject.tools.registry import registry as tool_registry
 
@@ -29,17 +64,19 @@ def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool'
     table.add_column("name")
     table.add_column("tools")
     table.add_column("description")
+    grouped: dict[str, list[dict] | str] = {}
     for name, entry in env_registry.entries().items():
         try:
-            env = entry.make()
-            tools = env.tools
+            names, tool_schemas = _env_tools(entry.make())
         except Exception as exc:  # noqa: BLE001 - listing must not die on one env's missing extra
-            table.add_row(name, f"[red]unavailable: {exc}[/red]", entry.description)
+            table.add_row(name, f"unavailable: {exc}", entry.description, style="red")
+            grouped[name] = f"unavailable: {exc}"
             continue
-        table.add_row(name, ", ".join(t.name for t in tools), entry.description)
-        if schemas:
-            for t in tools:
-                console.print_json(json.dumps(t.to_openai()))
+        table.add_row(name, ", ".join(names), entry.description)
+        grouped[name] = tool_schemas
+    if schemas:
+        console.print(json.dumps(grouped, indent=2, ensure_ascii=False), markup=False, highlight=False)
+        return
     console.print(table)
     plugin_tools = tool_registry.items()
     if plugin_tools:
@@ -51,38 +88,44 @@ def envs(schemas: bool = typer.Option(False, "--schemas", help="Print each tool'
         console.print(t2)
 
 
+_E = {k: f.default for k, f in EvalConfig.model_fields.items()}
+_P = {k: f.default for k, f in PolicyConfig.model_fields.items()}
+
+
 @app.command("eval")
 def eval_(
     env: str = typer.Option(None, "--env", "-e", help="Registered env name (see `traject envs`)."),
-    policy: str = typer.Option(None, "--policy", help="openai (default) | scripted:MODULE:ATTR | hf:PATH | a plugin kind."),
+    policy: str = typer.Option(None, "--policy", show_default="openai", help="openai | scripted:MODULE:ATTR | hf:PATH | a plugin kind."),
     model: str = typer.Option(None, "--model", "-m", help="Model name at the endpoint (policy openai)."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1."),
     tool_format: str = typer.Option(None, "--tool-format", help="Render tools into the prompt in this format (hermes) instead of native tools."),
-    temperature: float = typer.Option(None, "--temperature"),
-    max_tokens: int = typer.Option(None, "--max-tokens"),
+    temperature: float = typer.Option(None, "--temperature", show_default=str(_P["temperature"])),
+    max_tokens: int = typer.Option(None, "--max-tokens", show_default=str(_P["max_tokens"])),
     tasks: str = typer.Option(None, "--tasks", help="A JSONL file of Task records (else the env's own tasks)."),
-    split: str = typer.Option(None, "--split", help="Split of the env's own tasks."),
-    n: int = typer.Option(None, "--num-tasks", "-n", help="Number of tasks."),
-    task_seed: int = typer.Option(None, "--task-seed", help="Seed of generated tasks."),
-    samples: int = typer.Option(None, "--samples", "-k", help="Samples per task (for pass@k)."),
-    concurrency: int = typer.Option(None, "--concurrency", "-c", help="Episodes in flight."),
-    seed: int = typer.Option(None, "--seed", help="Base seed of episodes and bootstrap intervals."),
-    timeout: float = typer.Option(None, "--timeout", help="Per-episode wall-clock limit, seconds."),
+    split: str = typer.Option(None, "--split", show_default="test", help="Split of the env's own tasks."),
+    n: int = typer.Option(None, "--num-tasks", "-n", show_default="all", help="Number of tasks."),
+    task_seed: int = typer.Option(None, "--task-seed", show_default="0", help="Seed of generated tasks."),
+    samples: int = typer.Option(None, "--samples", "-k", show_default=str(_E["samples"]), help="Samples per task (for pass@k)."),
+    concurrency: int = typer.Option(None, "--concurrency", "-c", show_default=str(_E["concurrency"]), help="Episodes in flight."),
+    seed: int = typer.Option(None, "--seed", show_default=str(_E["seed"]), help="Base seed of episodes and bootstrap intervals."),
+    timeout: float = typer.Option(None, "--timeout", show_default="none", help="Per-episode wall-clock limit, seconds."),
     env_config: list[str] = typer.Option([], "--env-config", help="KEY=VALUE passed to the env factory (repeatable)."),
     config: str = typer.Option(None, "--config", help="A JSON or YAML EvalConfig; flags override it."),
-    out: str = typer.Option(None, "--out", "-o", help="Run directory (default runs/ENV-MODEL-TIME)."),
+    out: str = typer.Option(None, "--out", "-o", show_default="runs/ENV-MODEL-TIME", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out: only missing episodes run."),
-    retry_infra: bool = typer.Option(None, "--retry-infra/--no-retry-infra", help="On resume, re-run infra errors."),
+    retry_infra: bool = typer.Option(None, "--retry-infra/--no-retry-infra", show_default="no-retry-infra", help="On resume, re-run infra errors."),
     price_in: float = typer.Option(None, "--price-in", help="USD per million input tokens (cost estimate)."),
     price_out: float = typer.Option(None, "--price-out", help="USD per million output tokens (cost estimate)."),
     name: str = typer.Option(None, "--name", help="A label for tables and plots."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+    progress_every: float = typer.Option(30.0, "--progress-every", help="When output is not a terminal: seconds between progress lines."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Send the endpoint one request before starting."),
 ) -> None:
     """Evaluate a policy on an env's tasks: success, reward (95% CI), pass@k, pass^k, tokens, latency."""
     from traject.eval.commands import EvalFlags, eval_command
 
     flags = EvalFlags(**{k: v for k, v in locals().items() if k in EvalFlags.__dataclass_fields__})
-    raise typer.Exit(eval_command(flags, console, argv=sys.argv))
+    raise typer.Exit(eval_command(flags, console, argv=sys.argv, err_console=cli_output.err_console))
 
 
 @app.command()
@@ -113,29 +156,26 @@ def train(
     config: str = typer.Argument(..., help="A YAML training config (see configs/, or docs/verl.md for veRL)."),
     backend: str = typer.Option(None, "--backend", help="local (default: the config's, else local) or verl."),
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set optim.lr=1e-4 (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="verl: write the files and print the command only."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="verl: write the files, validate and print the command only."),
 ) -> None:
-    """Train a policy with RL (and an optional SFT warm start) from a config file. With
-    --backend verl, extra arguments are raw hydra overrides (e.g. trainer.save_freq=10)."""
-    if backend == "verl":
-        if set_:
-            console.print("[red]--set edits the local learner's config; for --backend verl edit the YAML "
-                          "(docs/verl.md) or pass raw hydra overrides after the config[/red]")
-            raise typer.Exit(2)
+    """Train a policy with RL (and an optional SFT warm start) from a config file, on the local
+    engine or veRL (the same config). With --backend verl, extra arguments are raw hydra
+    overrides (e.g. trainer.save_freq=10)."""
+    if backend == "verl" or dry_run:
         from traject.trainers.verl.launcher import run_cli
 
-        raise typer.Exit(run_cli(config, dry_run=dry_run, overrides=list(ctx.args)))
+        raise typer.Exit(run_cli(config, dry_run=dry_run, overrides=list(ctx.args), sets=list(set_)))
     if ctx.args:
-        console.print(f"[red]unexpected arguments {ctx.args}: raw overrides go to --backend verl only; "
-                      "use --set key=value for the local learner[/red]")
+        error(f"unexpected arguments {ctx.args}: raw overrides go to --backend verl only; "
+              "use --set key=value for the local learner")
         raise typer.Exit(2)
     from traject.trainers.config import ConfigError
     from traject.trainers.run import train as run_train
 
     try:
-        run_train(config, set_, backend=backend, log_fn=console.print)
+        run_train(config, set_, backend=backend, log_fn=lambda m: console.print(m, markup=False, highlight=False))
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]", markup=False, highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
 
 
@@ -158,7 +198,7 @@ def quickstart(
     try:
         cfg = quickstart_config(out=out, seed=seed, steps=steps, overrides=set_)
     except ConfigError as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
     report = run_quickstart(cfg, log_fn=lambda m: console.print(m, markup=False, highlight=False))
     console.print(report.table())
@@ -166,6 +206,46 @@ def quickstart(
         console.print(line, markup=False, highlight=False)
     console.print(f"{time.perf_counter() - t0:.0f}s. Run directory: {report.out_dir} (quickstart.json, "
                   "reward_curve.png; sft_all/, sft_success/, rl/: metrics, trajectories, config)")
+
+
+
+@app.command()
+def serve(
+    model_path: str = typer.Argument(..., help="A local Hugging Face model directory (save_pretrained)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, "--port", "-p"),
+    model_name: str = typer.Option(None, "--model-name", help="The model id clients name (default: MODEL_PATH)."),
+    tool_format: str = typer.Option("hermes", "--tool-format", help="How the model writes tool calls."),
+    max_batch_size: int = typer.Option(16, "--max-batch-size", help="Requests batched into one forward pass."),
+    max_model_len: int = typer.Option(None, "--max-model-len", help="Context window (default: the model config's)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:0 ... (default: cpu)."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 (default), bfloat16, float16."),
+    chat_template: str = typer.Option(None, "--chat-template",
+                                      help="compact, hermes, qwen3 or a .jinja file (default: the tokenizer's)."),
+) -> None:
+    """Serve a local HF model over the OpenAI API subset traject uses, with exact token ids,
+    logprobs, weight updates (POST /update_weights_from_disk) and a policy version on every answer."""
+    from pathlib import Path
+
+    from traject.serve import serve as run_server
+
+    if not Path(model_path).is_dir():
+        error(f"traject serve: MODEL_PATH {model_path!r} is not a directory: pass a model saved with "
+              "save_pretrained")
+        raise typer.Exit(2)
+    from traject.trainers.templates import resolve_chat_template
+
+    try:
+        template = resolve_chat_template(chat_template)
+    except ValueError as exc:
+        error(f"traject serve: --chat-template: {exc}")
+        raise typer.Exit(2) from None
+    config = {k: v for k, v in {"tool_format": tool_format, "max_batch_size": max_batch_size,
+                                "max_model_len": max_model_len, "device": device, "dtype": dtype,
+                                "chat_template": template}.items()
+              if v is not None}
+    console.print(f"loading {model_path}; it will answer on http://{host}:{port}/v1", markup=False, highlight=False)
+    run_server(model_path, host=host, port=port, model_name=model_name, **config)
 
 
 def _mount_sandbox() -> None:
@@ -177,12 +257,26 @@ def _mount_sandbox() -> None:
 _mount_sandbox()
 
 
+@app.command("serve-env")
+def serve_env(
+    env: str = typer.Argument(..., help="A registered env name (see `traject envs`), or SCHEME:REST."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    tasks: str = typer.Option(None, "--tasks", help="A JSONL file of Task records (else the env's own tasks)."),
+    n: int = typer.Option(None, "--num-tasks", "-n", help="Number of the env's own tasks."),
+    split: str = typer.Option(None, "--split"),
+    max_sessions: int = typer.Option(8, "--max-sessions", help="Concurrent WebSocket sessions (episodes)."),
+    env_config: list[str] = typer.Option([], "--env-config", help="KEY=VALUE passed to the env factory (repeatable)."),
+) -> None:
+    """Serve an env as an OpenEnv environment server (reset/step/state over HTTP and /ws)."""
+    from traject.interop.cli import serve_env_command
+
+    raise typer.Exit(serve_env_command(env, host=host, port=port, tasks=tasks, n=n, split=split,
+                                       max_sessions=max_sessions, env_config=env_config, console=console))
+
+
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
+    sys.exit(cli_output.run_cli(app))
 
 
 if __name__ == "__main__":

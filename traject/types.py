@@ -19,7 +19,16 @@ import random
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -94,6 +103,8 @@ class Generation(_Model):
     logprobs: list[float] | None = None
     finish_reason: str | None = None
     policy_version: int | None = None
+    # Set when a server's text differs from what these ids decode to (the ids are kept).
+    text_mismatch: str | None = None
 
     @model_validator(mode="after")
     def _lengths(self) -> Generation:
@@ -313,10 +324,31 @@ class Trajectory(_Model):
     final_answer: str | None = None
     info: dict[str, JsonValue] = Field(default_factory=dict)
     seed: int | None = None
+    # Why this trajectory can only be evaluated, never trained on (a turn without its exact
+    # tokens: an API that returns none); trainers refuse it.
+    eval_only: str | None = None
 
     @property
     def num_turns(self) -> int:
         return len(self.steps)
+
+    # In JSON, each observation is written once: in ``messages``. A step's observations (and
+    # its tool results' content, where it is the observation's) are read back from there.
+    @model_serializer(mode="wrap")
+    def _observations_once(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if info.mode_is_json() and isinstance(data, dict) and "messages" in data and "steps" in data:
+            _fold_observations(data)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unfold_observations(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get(_FOLDED):
+            data = dict(data)
+            data.pop(_FOLDED)
+            data["steps"] = _unfold(data.get("messages") or [], data.get("steps") or [])
+        return data
 
     @property
     def trainable(self) -> bool:
@@ -327,3 +359,62 @@ class Trajectory(_Model):
     @property
     def success(self) -> bool:
         return bool(self.reward is not None and self.reward.success)
+
+
+_FOLDED = "observations_in_messages"
+
+
+def _step_spans(messages: list[Any], steps: list[Any], key: str) -> list[int] | None:
+    """Where each step's observations start in ``messages`` (after its action), or None when the
+    messages are not the initial ones followed by each step's action and observations."""
+    n_obs = [len(s.get(key) or []) if isinstance(s.get(key), list) else s.get(key, 0) for s in steps]
+    pos = len(messages) - sum(1 + n for n in n_obs)
+    if pos < 0:
+        return None
+    starts = []
+    for n in n_obs:
+        starts.append(pos + 1)
+        pos += 1 + n
+    return starts
+
+
+def _fold_observations(data: dict[str, Any]) -> None:
+    messages, steps = data["messages"], data["steps"]
+    if not steps:
+        return
+    starts = _step_spans(messages, steps, "observations")
+    if starts is None:
+        return
+    for start, step in zip(starts, steps, strict=True):
+        obs = step.get("observations") or []
+        if messages[start:start + len(obs)] != obs:
+            return
+    for step in steps:
+        obs = step.pop("observations", None) or []
+        step["observations"] = len(obs)
+        by_id = {o.get("tool_call_id"): o.get("content") for o in obs if o.get("role") == "tool"}
+        for r in step.get("tool_results") or []:
+            if r.get("call_id") in by_id and by_id[r["call_id"]] == r.get("content"):
+                del r["content"]
+    data[_FOLDED] = True
+
+
+def _unfold(messages: list[Any], steps: list[Any]) -> list[Any]:
+    starts = _step_spans(messages, steps, "observations")
+    if starts is None:
+        raise ValueError("a trajectory's steps do not match its messages")
+    out = []
+    for start, step in zip(starts, steps, strict=True):
+        step = dict(step)
+        obs = messages[start:start + int(step.get("observations") or 0)]
+        step["observations"] = obs
+        by_id = {}
+        for o in obs:
+            role = o.get("role") if isinstance(o, dict) else getattr(o, "role", None)
+            if role == "tool":
+                call_id = o.get("tool_call_id") if isinstance(o, dict) else o.tool_call_id
+                by_id[call_id] = o.get("content") if isinstance(o, dict) else o.content
+        step["tool_results"] = [r if "content" in r else {**r, "content": by_id[r.get("call_id")]}
+                                for r in step.get("tool_results") or []]
+        out.append(step)
+    return out

@@ -174,3 +174,32 @@ def test_registry_make_and_tasks():
         traject.make("nope")
     with pytest.raises(TypeError, match="does not accept this config"):
         traject.make("lookup", bogus=1)
+
+
+@tool
+def flood(n: int) -> str:
+    """Return n characters."""
+    return "x" * n
+
+
+@pytest.mark.anyio
+async def test_a_huge_tool_output_is_cut_with_a_marker():
+    env = ToolEnv([flood], max_output_chars=1000)
+    await env.reset(Task(id="t", prompt="go"))
+    r = await env.step(Message.assistant("", tool_calls=[_call("flood", n=5_000_000), _call("flood", n=1000)]))
+    big, small = (o.text for o in r.observations)
+    assert big.startswith("x" * 1000) and big.endswith("[output cut: 4,999,000 of 5,000,000 characters not shown]")
+    assert len(big) < 1100
+    assert small == "x" * 1000  # at the cap: untouched
+    assert r.tool_results[0].content == big
+    assert ToolEnv([flood]).max_output_chars == 16_000  # on by default
+
+
+def test_cap_content_keeps_images_and_cuts_text():
+    from traject.environments.tool_env import cap_content
+    from traject.types import ImagePart, TextPart
+
+    img = ImagePart(data="AAAA", mime_type="image/png")
+    out = cap_content([TextPart(text="a" * 8), img, TextPart(text="b" * 8)], 10)
+    assert [type(p).__name__ for p in out] == ["TextPart", "ImagePart", "TextPart", "TextPart"]
+    assert out[0].text == "a" * 8 and out[2].text == "bb" and "6 of 16 characters" in out[3].text

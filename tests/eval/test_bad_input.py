@@ -105,3 +105,21 @@ async def test_endpoint_failures_are_infra_errors_counted_apart_and_retried_on_r
     results = await run_eval(again, run, resume=True)
     assert results.summary.counts.infra_error == 0 and results.summary.counts.scored == 24
     assert results.complete
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"prices": {"apple": 3}}, r"t.jsonl:2: task 'b': field 'data.order': missing; env 'lookup' expects data with \{prices, order\}"),
+    ({"prices": {"apple": "cheap"}, "order": [["apple", 1]]}, r"t.jsonl:2: task 'b': field 'data.prices.apple': Input should be a valid integer"),
+    ({"prices": {}, "order": [], "colour": "red"}, r"t.jsonl:2: task 'b': field 'data.colour': not a field of the task data"),
+])
+def test_task_data_that_does_not_fit_the_env_is_refused_before_anything_runs(tmp_path, data, expected):
+    good = {"id": "a", "prompt": "How much do 1 apple cost in total?", "data": {"prices": {"apple": 3}, "order": [["apple", 1]]}}
+    tasks = _write(tmp_path / "t.jsonl", [json.dumps(good), json.dumps({"id": "b", "prompt": "x", "data": data})])
+    console = Console(record=True, width=300)
+    flags = EvalFlags(env="lookup", policy="scripted:traject.environments.builtin.lookup:solve", tasks=str(tasks),
+                      out=str(tmp_path / "run"), quiet=True)
+    assert eval_command(flags, console) == 2
+    import re
+
+    assert re.search(expected, console.export_text()), console.export_text()
+    assert not (tmp_path / "run").exists()

@@ -34,3 +34,49 @@ async def test_compare_writes_a_table_a_summary_and_a_pareto_plot(make_run, help
         assert img.format == "PNG" and img.size[0] > 400
         colors = img.convert("RGB").getcolors(1 << 20)
         assert len(colors) > 50  # a drawn plot, not a blank canvas
+
+
+@pytest.mark.anyio
+async def test_compare_warns_about_a_run_given_twice_and_mixed_task_sets(make_run, tmp_path):
+    from traject.agents.scripted import ScriptedPolicy
+    from traject.eval.compare import compare_runs
+
+    a = await make_run("a", ScriptedPolicy(solve), n=3, samples=1)
+    b = await make_run("b", ScriptedPolicy(solve), n=4, samples=1)
+    same = compare_runs([a, a])
+    assert len(same.runs) == 1 and any("is the same run as" in w for w in same.warnings)
+    mixed = compare_runs([a, b])
+    assert any("differ in their tasks" in w and "3 tasks x 1" in w and "4 tasks x 1" in w for w in mixed.warnings)
+    assert compare_runs([a]).warnings == []
+
+
+def echo_env():
+    from traject.environments import ToolEnv
+
+    return ToolEnv([], name="echo")
+
+
+def echo_tasks(split="test", n=1, seed=0):
+    from traject.types import Task
+
+    return [Task(id=f"e{i}", prompt="say something") for i in range(n)]
+
+
+@pytest.mark.anyio
+async def test_compare_warns_about_mixed_envs(tmp_path):
+    from traject.agents.scripted import ScriptedPolicy
+    from traject.environments.registry import EnvEntry
+    from traject.eval.compare import compare_runs
+    from traject.eval.config import EvalConfig, PolicyConfig, TaskSource
+    from traject.eval.runner import run_eval
+    from traject.types import Message
+
+    globals()["ECHO"] = EnvEntry(name="echo", make=echo_env, tasks=echo_tasks)
+    runs = []
+    for env in ("lookup", f"{__name__}:ECHO"):
+        config = EvalConfig(env=env, tasks=TaskSource(n=1), policy=PolicyConfig(kind="scripted", target="x"))
+        out = tmp_path / env.replace(":", "_")
+        await run_eval(config, out, policy=ScriptedPolicy([Message.assistant("done")]))
+        runs.append(out)
+    c = compare_runs(runs)
+    assert any("different envs" in w and "lookup:" in w for w in c.warnings)

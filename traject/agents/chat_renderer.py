@@ -19,7 +19,9 @@ the whole conversation, and :func:`traject.agents.tokens.build_token_views` star
 segment there, so that no training sequence is one the model never saw.
 
 ``ChatRenderer`` needs only a Hugging Face tokenizer with a chat template (any
-``PreTrainedTokenizerBase``): the HF policy and the veRL agent loop share it.
+``PreTrainedTokenizerBase``). It is the only code in traject that turns messages into prompt
+ids: HFPolicy, VLLMPolicy, the veRL agent loop, CompletionsPolicy and ``traject serve`` all
+reach it through :class:`traject.agents.turns.TokenTurns`.
 
 >>> r = ChatRenderer(tokenizer)                          # doctest: +SKIP
 >>> prompt = r.render_prompt(messages, tools)            # doctest: +SKIP
@@ -66,12 +68,16 @@ class ChatRenderer:
     end_of_turn: the token that closes an assistant turn (default: the tokenizer's eos).
     template_kwargs: extra variables for the template (``enable_thinking=False``, ...).
     chat_template: a template to use instead of the tokenizer's own.
+    processor: a multimodal processor (vision-language models): text with images is tokenised
+        by it, so that each image's placeholder expands to the model's image tokens. The images
+        themselves are passed to :meth:`render_prompt`, one per ImagePart, in order.
     """
 
     def __init__(self, tokenizer: Any, *, tool_format: ToolCallFormat | None = None,
                  end_of_turn: str | None = None, template_kwargs: dict[str, Any] | None = None,
-                 chat_template: str | None = None) -> None:
+                 chat_template: str | None = None, processor: Any = None) -> None:
         self.tokenizer = tokenizer
+        self.processor = processor
         self.tool_format = tool_format
         self.template_kwargs = dict(template_kwargs or {})
         self.chat_template = chat_template
@@ -132,26 +138,38 @@ class ChatRenderer:
     def render_text(self, messages: list[Message], tools: list[ToolSchema], *, add_generation_prompt: bool) -> str:
         conversation = self.template_messages(messages, tools)
         schemas = [t.to_openai() for t in tools] if tools and self.tool_format is None else None
-        text = self.tokenizer.apply_chat_template(
+        templater = self.processor if self.processor is not None else self.tokenizer
+        text = templater.apply_chat_template(
             conversation, tools=schemas, add_generation_prompt=add_generation_prompt, tokenize=False,
             chat_template=self.chat_template, **self.template_kwargs)
         if not isinstance(text, str):
             raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, not text")
         return text
 
-    def encode(self, text: str) -> list[int]:
-        """Tokenise template text: special tokens written in it are parsed, none are added."""
+    def encode(self, text: str, images: list[Any] | None = None) -> list[int]:
+        """Tokenise template text: special tokens written in it are parsed, none are added.
+        With ``images`` (those whose placeholders ``text`` holds), the processor expands them."""
+        if images:
+            if self.processor is None:
+                raise ValueError("the conversation holds images, but this ChatRenderer has no processor= "
+                                 "(a vision-language model's processor) to tokenise them")
+            out = self.processor(text=[text], images=list(images), return_tensors=None)
+            return [int(i) for i in out["input_ids"][0]]
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     # --- prompts -------------------------------------------------------------------------
 
-    def render_prompt(self, messages: list[Message], tools: list[ToolSchema]) -> RenderedPrompt:
-        """The prompt ids for the assistant turn that follows ``messages``."""
+    def render_prompt(self, messages: list[Message], tools: list[ToolSchema], *,
+                      images: list[Any] | None = None) -> RenderedPrompt:
+        """The prompt ids for the assistant turn that follows ``messages``. ``images``: the
+        conversation's images as the processor takes them, one per ImagePart, in order."""
         full = self.render_text(messages, tools, add_generation_prompt=True)
         last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "assistant"), None)
         gen = messages[last].generation if last is not None else None
+        if images is not None and len(images) != sum(len(m.images) for m in messages):
+            raise ValueError(f"{len(images)} images given for {sum(len(m.images) for m in messages)} image parts")
         if last is None or gen is None or not gen.prompt_ids:
-            return self._remember(RenderedPrompt(ids=self.encode(full), text=full))
+            return self._remember(RenderedPrompt(ids=self.encode(full, images), text=full))
         before = self.render_text(messages[: last + 1], tools, add_generation_prompt=False)
         reason, tail = self._turn_tail(messages, tools, last, before)
         if reason is None:
@@ -159,11 +177,12 @@ class ChatRenderer:
                 reason = "the chat template rewrote earlier turns when new messages were added"
             else:
                 closing = tail if gen.completion_ids[-1:] != [self.end_of_turn_id] else tail[len(self.end_of_turn):]
-                delta = self.encode(closing + full[len(before):])
+                seen = sum(len(m.images) for m in messages[: last + 1])
+                delta = self.encode(closing + full[len(before):], images[seen:] if images else None)
                 reused = len(gen.prompt_ids) + len(gen.completion_ids)
                 return self._remember(RenderedPrompt(ids=[*gen.prompt_ids, *gen.completion_ids, *delta], text=full,
                                                      reused=reused))
-        return self._remember(RenderedPrompt(ids=self.encode(full), text=full, fresh_reason=reason))
+        return self._remember(RenderedPrompt(ids=self.encode(full, images), text=full, fresh_reason=reason))
 
     def _remember(self, prompt: RenderedPrompt) -> RenderedPrompt:
         key = _key(prompt.ids)

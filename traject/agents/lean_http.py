@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client for JSON POSTs to an OpenAI-compatible server.
+"""A lean HTTP/1.1 client for JSON requests to an OpenAI-compatible server (used through
+``traject.agents.transport``, which adds the retry policy).
 
 Why not the openai SDK: at a thousand concurrent episodes its per-request CPU (request
 transforms, typed response models) and its connection pool (which scans every connection and
@@ -7,11 +8,13 @@ time out. This client keeps a plain pool of keep-alive connections (LIFO, so war
 are reused first), writes each request with a single send, and hands back the parsed JSON.
 
 It speaks plain HTTP and HTTPS (``anyio.connect_tcp(tls=...)``), Content-Length and chunked
-bodies. It does not do proxies, redirects or HTTP/2: for those, use the SDK transport.
+bodies. It does not do proxies, redirects or HTTP/2. A malformed answer (bad status line,
+Content-Length or chunk size) is a retryable ``APIConnectionError`` and its connection is dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 from typing import Any
@@ -21,14 +24,22 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import ByteStream
 
+from traject.types import InfraError
 
-class LeanHTTPError(Exception):
-    """A failed request. ``retryable``: a connection failure, a timeout, 429 or 5xx."""
+
+class LeanHTTPError(InfraError):
+    """A failed request. ``retryable``: a connection failure, a timeout, a malformed answer,
+    429 or 5xx. ``attempts``: how many were made (set by the transport's retry policy)."""
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.attempts = 1
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.attempts <= 1 else f"{text} (after {self.attempts} attempt(s))"
 
 
 # Named as the openai SDK names its errors, so that a trajectory's error reads the same
@@ -51,6 +62,13 @@ class APIStatusError(LeanHTTPError):
 class APIResponseValidationError(LeanHTTPError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message, status=status)
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # One for every client: loading the CA bundle costs a few hundred ms, and simulated users
+    # open a client per episode.
+    return ssl.create_default_context()
 
 
 class _Conn:
@@ -122,7 +140,7 @@ class LeanHTTPClient:
         self._idle: list[_Conn] = []
         self.max_connections = max_connections
         self._slots = anyio.Semaphore(max_connections)
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = _ssl_context() if self.tls else None
         self._closed = False
         self._loop: object = None
 
@@ -139,9 +157,13 @@ class LeanHTTPClient:
 
     async def post_json(self, path: str, body: Any) -> Any:
         """POST ``body`` as JSON and return the decoded JSON answer; raise LeanHTTPError."""
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        request = (b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n"
-                   % ((self.prefix + path).encode(), self._head, len(payload))) + payload
+        return await self.request_json("POST", path, body)
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """``method`` (GET or POST, with ``body`` as JSON) and the decoded JSON answer."""
+        payload = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        request = (b"%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n"
+                   % (method.encode(), (self.prefix + path).encode(), self._head, len(payload))) + payload
         loop = anyio.lowlevel.current_token()
         if loop is not self._loop:
             # Sockets belong to the event loop that opened them: a client used from a new loop
@@ -196,7 +218,10 @@ class LeanHTTPClient:
             headers[name.strip().lower()] = value.strip()
         keep = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
         if b"content-length" in headers:
-            data = await conn.read_exactly(int(headers[b"content-length"]))
+            length = headers[b"content-length"]
+            if not length.isdigit():
+                raise APIConnectionError(f"malformed Content-Length {length[:40]!r} (HTTP {status})")
+            data = await conn.read_exactly(int(length))
         elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
             data = await _read_chunked(conn)
         else:
@@ -218,7 +243,10 @@ async def _read_chunked(conn: _Conn) -> bytes | None:
         size_line = await conn.read_until(b"\r\n")
         if size_line is None:
             return None
-        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            raise APIConnectionError(f"malformed chunk size {size_line[:40]!r}") from None
         if size == 0:
             while (trailer := await conn.read_until(b"\r\n")) not in (b"", None):
                 pass
@@ -241,6 +269,8 @@ def _decode(status: int, data: bytes) -> Any:
         raise APIStatusError(f"HTTP {status}: {message}", status)
     if obj is None:
         raise APIResponseValidationError(f"HTTP {status}: the answer is not JSON: {data[:120]!r}", status)
+    if not isinstance(obj, dict):
+        raise APIResponseValidationError(f"HTTP {status}: the answer is not a JSON object: {data[:120]!r}", status)
     return obj
 
 

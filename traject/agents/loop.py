@@ -116,7 +116,9 @@ class Episode:
             await self._close()
             raise
         except Exception as exc:  # noqa: BLE001 - the machinery failed, not the agent
-            log.exception("episode of task %s failed", self.task.id)
+            # One line per episode (a traceback each would bury the run's output); --debug logs show it.
+            log.warning("episode of task %s failed: %s: %s", self.task.id, type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
             traj.status = Status.INFRA_ERROR
             traj.error = f"{type(exc).__name__}: {exc}"
             self.done = True
@@ -219,6 +221,10 @@ class Episode:
             traj.info["pauses"] = self.pauses
         if traj.status is not Status.INFRA_ERROR and traj.status is not Status.CANCELLED:
             traj.token_views = build_token_views(traj.messages)
+            untokenised = [i for i, m in enumerate(traj.messages) if m.role == "assistant" and m.generation is None]
+            if untokenised:
+                traj.eval_only = (f"{len(untokenised)} assistant turn(s) carry no token ids (first: message "
+                                  f"{untokenised[0]}): the policy or its server returned none")
             reward = self.loop.reward or self.env.reward
             if reward is not None:
                 t0 = time.perf_counter()

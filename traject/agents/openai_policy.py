@@ -2,28 +2,28 @@
 
 Tools go to the endpoint natively (``tools=``), or, with ``tool_format="hermes"`` (or another
 format), are rendered into the system prompt and parsed back out of the text, for endpoints
-that serve a model without a tool parser. Requests go out through the openai SDK, or through
-traject's lean HTTP client (``transport="lean"``; ``"auto"``, the default, picks it for plain
-``http://`` servers such as a local vLLM), which costs a fraction of the SDK's CPU per request
-and keeps a thousand concurrent episodes moving. Transient failures (connection errors, timeouts,
-429 and 5xx) are retried with exponential backoff and jitter; when retries run out the
-policy raises PolicyError, which marks the trajectory ``infra_error``.
+that serve a model without a tool parser. Requests go out through ``traject.agents.transport``
+(the one transport and retry policy of policies, judges and simulated users). When retries run
+out the policy raises PolicyError, which marks the trajectory ``infra_error``; an endpoint that
+says the conversation no longer fits the model's context raises ContextExhausted, which ends the
+episode truncated and still scored.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import os
 import time
-from typing import Any, Literal
+from typing import Any
 
-import anyio
 from pydantic import BaseModel, ConfigDict
 
-from traject.agents.lean_http import LeanHTTPClient, LeanHTTPError, wrap
+from traject.agents.lean_http import Attr, wrap
 from traject.agents.parsers import get_format
 from traject.agents.parsers.base import ToolCallFormat
-from traject.agents.policy import PolicyError, PolicyOutput
+from traject.agents.policy import ContextExhausted, PolicyError, PolicyOutput
+from traject.agents.served_tokens import ChatTokenCapture
+from traject.agents.transport import ContextLengthError, EndpointError, RetryPolicy, Transport
 from traject.episode import current_episode
 from traject.types import ImagePart, Message, TextPart, ToolCall, ToolSchema
 
@@ -44,8 +44,9 @@ class OpenAIPolicyConfig(BaseModel):
     backoff_max_s: float = 20.0
     send_seed: bool = True
     extra_body: dict[str, Any] = {}
-    # "sdk": the openai client; "lean": traject.agents.lean_http; "auto": lean for http:// URLs.
-    transport: Literal["auto", "sdk", "lean"] = "auto"
+    # Ask for the exact tokens (vLLM's ``return_token_ids`` and ``logprobs``; ``traject serve``
+    # answers them too). None: ask self-hosted servers (plain http:// base URLs) only.
+    return_token_ids: bool | None = None
 
 
 def content_to_openai(content: str | list[Any]) -> str | list[dict[str, Any]]:
@@ -90,35 +91,42 @@ def messages_to_openai(messages: list[Message], fmt: ToolCallFormat | None = Non
 class OpenAIPolicy:
     def __init__(self, config: OpenAIPolicyConfig | None = None, **kwargs: Any) -> None:
         self.config = config or OpenAIPolicyConfig(**kwargs)
-        import openai
-
-        self._openai = openai
-        self.client = openai.AsyncOpenAI(
-            base_url=self.config.base_url, api_key=self.config.api_key or "EMPTY",
-            max_retries=0, timeout=self.config.request_timeout_s,
-        )
-        self.format = get_format(self.config.tool_format) if self.config.tool_format else None
-        self.lean: LeanHTTPClient | None = None
-        transport = self.config.transport
-        base_url = str(self.client.base_url)
-        if transport == "lean" or (transport == "auto" and base_url.startswith("http://")):
-            self.lean = LeanHTTPClient(base_url, timeout_s=self.config.request_timeout_s,
-                                       headers={"Authorization": f"Bearer {self.config.api_key or 'EMPTY'}"})
+        c = self.config
+        self.transport = Transport(c.base_url, api_key=c.api_key or os.environ.get("OPENAI_API_KEY"),
+                                   timeout_s=c.request_timeout_s,
+                                   retry=RetryPolicy(max_retries=c.max_retries, backoff_s=c.backoff_s,
+                                                     backoff_max_s=c.backoff_max_s))
+        self.format = get_format(c.tool_format) if c.tool_format else None
+        wanted = self.config.return_token_ids
+        self.wants_tokens = self.transport.base_url.startswith("http://") if wanted is None else wanted
+        self.tokens = ChatTokenCapture(self.transport.base_url)
 
     async def aclose(self) -> None:
-        if self.lean is not None:
-            await self.lean.aclose()
-        await self.client.close()
+        await self.transport.aclose()
+
+    async def check(self) -> None:
+        """Send the endpoint one request; PolicyError saying what to fix when it fails."""
+        try:
+            await self.transport.check()
+        except EndpointError as exc:
+            raise PolicyError(str(exc)) from exc
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``path`` under ``base_url`` through the transport and its retries;
+        the decoded JSON. ContextExhausted when the server says the request does not fit the
+        model's context; PolicyError when it keeps failing."""
+        try:
+            return await self.transport.post_json(path, body)
+        except ContextLengthError as exc:
+            raise ContextExhausted(f"the server refused the request as beyond the model's context: {exc}") from exc
+        except EndpointError as exc:
+            raise PolicyError(f"chat endpoint failed: {type(exc).__name__}: {exc}") from exc
 
     async def _create(self, req: dict[str, Any]) -> Any:
-        if self.lean is None:
-            return await self.client.chat.completions.create(**req)
+        """Send one chat request; the answer with attribute access (``resp.choices[0].message``)."""
         body = dict(req)
         body.update(body.pop("extra_body", None) or {})
-        return wrap(await self.lean.post_json("/chat/completions", body))
-
-    async def aclose(self) -> None:
-        await self.client.close()
+        return wrap(await self.post("/chat/completions", body))
 
     async def __aenter__(self) -> OpenAIPolicy:
         return self
@@ -145,39 +153,24 @@ class OpenAIPolicy:
                     api_messages.insert(0, {"role": "system", "content": rendered})
         if self.config.send_seed and (ep := current_episode()) is not None:
             req["seed"] = ep.seed % (2**31)
-        if self.config.extra_body:
-            req["extra_body"] = self.config.extra_body
+        extra = dict(self.config.extra_body)
+        if self.wants_tokens:
+            extra.setdefault("return_token_ids", True)
+            req["logprobs"] = True
+        if extra:
+            req["extra_body"] = extra
         return req
-
-    def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, LeanHTTPError):
-            return exc.retryable
-        o = self._openai
-        if isinstance(exc, (o.APIConnectionError, o.APITimeoutError, o.RateLimitError, o.InternalServerError)):
-            return True
-        return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
 
     async def act(self, messages: list[Message], tools: list[ToolSchema]) -> PolicyOutput:
         req = self._request(messages, tools)
         t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                resp = await self._create(req)
-                break
-            except Exception as exc:  # noqa: BLE001 - sorted into retryable or not just below
-                if not isinstance(exc, (self._openai.OpenAIError, LeanHTTPError)):
-                    raise
-                if not self._retryable(exc) or attempt >= self.config.max_retries:
-                    raise PolicyError(f"chat endpoint failed after {attempt + 1} attempt(s): "
-                                      f"{type(exc).__name__}: {exc}") from exc
-                delay = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
-                await anyio.sleep(delay * (0.5 + random.random()))
-                attempt += 1
-        if not resp.choices:
+        resp = await self._create(req)
+        if not resp.choices or not isinstance(resp.choices, list):
             raise PolicyError("chat endpoint answered with no choices")
         choice = resp.choices[0]
-        msg = choice.message
+        msg = choice.message if isinstance(choice, Attr) else None
+        if not isinstance(msg, Attr):
+            raise PolicyError(f"chat endpoint answered with a choice that has no message: {choice!r:.200}")
         text = msg.content or ""
         reasoning = getattr(msg, "reasoning_content", None) or getattr(msg, "reasoning", None)
         if self.format is not None:
@@ -186,8 +179,11 @@ class OpenAIPolicy:
         else:
             calls = [_native_call(c) for c in (msg.tool_calls or [])]
         usage = resp.usage
+        message = Message.assistant(text, tool_calls=calls, reasoning=reasoning if isinstance(reasoning, str) else None)
+        if self.wants_tokens:
+            message.generation = self.tokens.generation(resp, choice)
         return PolicyOutput(
-            message=Message.assistant(text, tool_calls=calls, reasoning=reasoning if isinstance(reasoning, str) else None),
+            message=message,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             latency_s=time.perf_counter() - t0,

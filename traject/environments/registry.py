@@ -17,11 +17,21 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from pydantic import BaseModel
+
 from traject.environments.base import Env
 from traject.types import Task
 
 ENTRY_POINT_GROUP = "traject.envs"
 log = logging.getLogger(__name__)
+
+# ``SCHEME:REST`` names an env another standard defines; the adapter module's
+# ``scheme_entry(rest)`` returns its EnvEntry (imported only when such a name is used).
+SCHEMES = {
+    "openenv": "traject.interop.openenv_client",
+    "verifiers": "traject.interop.verifiers_env",
+    "harbor": "traject.interop.harbor",
+}
 
 
 @dataclass(frozen=True)
@@ -30,13 +40,24 @@ class EnvEntry:
 
     ``make(**config)`` returns a fresh Env. ``tasks(**options)`` returns tasks; the options
     every built-in source understands are ``split``, ``n`` and ``seed``, plus ``path`` for
-    sources that load a benchmark's files.
+    sources that load a benchmark's files. ``task_data`` is the pydantic model of
+    ``Task.data`` (a class, or ``"module:Class"`` imported when needed): task files are checked
+    against it before anything runs.
     """
 
     name: str
     make: Callable[..., Env]
     tasks: Callable[..., list[Task]] | None = None
     description: str = ""
+    task_data: type[BaseModel] | str | None = None
+
+    def task_data_model(self) -> type[BaseModel] | None:
+        if isinstance(self.task_data, str):
+            import importlib
+
+            module, _, attr = self.task_data.partition(":")
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return self.task_data
 
 
 class EnvRegistry:
@@ -57,6 +78,7 @@ class EnvRegistry:
         # Built-in envs register themselves on import.
         import traject.environments.builtin  # noqa: F401
 
+        sources: dict[str, str] = {name: "traject (built in)" for name in self._entries}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()
@@ -70,11 +92,24 @@ class EnvRegistry:
             else:
                 log.warning("env plugin %r (%s) is neither an EnvEntry nor a factory", ep.name, ep.value)
                 continue
-            if entry.name not in self._entries:
-                self._entries[entry.name] = entry
+            source = _distribution(ep)
+            if entry.name in self._entries:
+                log.warning("two env plugins are named %r: %s and %s; %s is used (uninstall one, or "
+                            "name it by module with --env MODULE:ENTRY)", entry.name,
+                            sources.get(entry.name, "?"), source, sources.get(entry.name, "?"))
+                continue
+            self._entries[entry.name] = entry
+            sources[entry.name] = source
 
     def get(self, name: str) -> EnvEntry:
+        if ":" in name:
+            return _load_entry(name)
         self.discover()
+        scheme, sep, rest = name.partition(":")
+        if sep and scheme in SCHEMES and name not in self._entries:
+            import importlib
+
+            self._entries[name] = importlib.import_module(SCHEMES[scheme]).scheme_entry(rest)
         try:
             return self._entries[name]
         except KeyError:
@@ -89,9 +124,34 @@ class EnvRegistry:
 registry = EnvRegistry()
 
 
+def _distribution(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else ep.value
+
+
+def _load_entry(target: str) -> EnvEntry:
+    """``package.module:ATTR``: an EnvEntry, or an Env factory, named by module (no plugin needed)."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise KeyError(f"env {target!r}: cannot load it ({exc}); expected 'package.module:ENTRY' naming "
+                       "an EnvEntry or an Env factory") from None
+    if isinstance(obj, EnvEntry):
+        return obj
+    if callable(obj):
+        return EnvEntry(name=target, make=obj)
+    raise KeyError(f"env {target!r} is a {type(obj).__name__}, not an EnvEntry or an Env factory")
+
+
 def register_env(name: str, make: Callable[..., Env], *, tasks: Callable[..., list[Task]] | None = None,
-                 description: str = "", replace: bool = False) -> EnvEntry:
-    return registry.register(EnvEntry(name, make, tasks, description), replace=replace)
+                 description: str = "", replace: bool = False,
+                 task_data: type[BaseModel] | str | None = None) -> EnvEntry:
+    return registry.register(EnvEntry(name, make, tasks, description, task_data), replace=replace)
 
 
 def make(name: str, **config: Any) -> Env:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
@@ -13,7 +14,20 @@ from traject.environments.users.base import UserSimulator
 from traject.tools.base import Tool, ToolArgumentError, ToolOutput
 from traject.tools.context import ToolContext
 from traject.tools.toolset import Toolset
-from traject.types import InfraError, Message, Task, Timings, ToolCall, ToolResult, ToolSchema, new_id
+from traject.types import (
+    ContentPart,
+    InfraError,
+    Message,
+    Task,
+    TextPart,
+    Timings,
+    ToolCall,
+    ToolResult,
+    ToolSchema,
+    new_id,
+)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from traject.rewards.base import Reward
@@ -34,6 +48,14 @@ class ToolEnv(Env):
       the episode and its text is the final answer (``on_text_reply="end"``), or the model is
       reminded to use its tools (``"nudge"``).
     * A tool output with ``done`` ends the episode (``submit``).
+    * CM2 early termination: when the env's reward judges turns as they end (a
+      ``ChecklistReward``'s ``end_of_turn``) and the model's reply ends a user turn in which a
+      required checklist item failed, the episode ends there instead of going to the user; the
+      step's ``info["early_termination"]`` records the turn and the failed items. Control:
+      ``early_termination`` (None: as the checklist's config says, which in CM2 is to end; False:
+      never check; True: end whenever the turn's check fails).
+    * A tool's output is cut to ``max_output_chars`` characters per call (None: no cap), with a
+      marker saying how much was cut, so one huge output cannot overflow the model's context.
     * An ``InfraError`` from a tool, the sandbox or the user propagates: the runner marks the
       trajectory ``infra_error``.
     """
@@ -51,6 +73,8 @@ class ToolEnv(Env):
         sandbox: SandboxFactory | None = None,
         reward: Reward | None = None,
         on_text_reply: Literal["end", "nudge"] = "end",
+        early_termination: bool | None = None,
+        max_output_chars: int | None = 16_000,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
@@ -63,6 +87,11 @@ class ToolEnv(Env):
         self.sandbox_factory = sandbox
         self.reward = reward
         self.on_text_reply = on_text_reply
+        self.early_termination = early_termination
+        self._results: list[ToolResult] = []
+        if max_output_chars is not None and max_output_chars < 1:
+            raise ValueError(f"max_output_chars must be at least 1 (or None), got {max_output_chars}")
+        self.max_output_chars = max_output_chars
         self.spec = EnvSpec(name=name, max_turns=max_turns, system_prompt=system_prompt,
                             tools=[t.schema for t in self._static_tools()])
         self.messages: list[Message] = []
@@ -79,6 +108,8 @@ class ToolEnv(Env):
                 out.append(spec)
             elif isinstance(spec, Toolset):
                 out.extend(spec.tools())
+            elif isinstance(spec, type) and issubclass(spec, Toolset):
+                out.extend(spec.declared_tools() or [])  # a class's tools, without making one
         return out
 
     @property
@@ -98,6 +129,7 @@ class ToolEnv(Env):
         sandbox = await self.sandbox_factory(task) if self.sandbox_factory else None
         self.ctx = ToolContext(task=task, episode_id=new_id("ep_"), sandbox=sandbox)
         self._turns = 0
+        self._results = []
         self._tools = {}
         self._schemas = None
         for spec in self._tool_specs:
@@ -137,6 +169,7 @@ class ToolEnv(Env):
             outputs = await self._run_calls(action.tool_calls)
             timings.tools_s = time.perf_counter() - t0
             results = [r for r, _ in outputs]
+            self._results.extend(results)
             observations = [Message.tool(r.content, tool_call_id=r.call_id, name=r.name) for r in results]
             done_outputs = [o for _, o in outputs if o is not None and o.done]
             terminated = bool(done_outputs)
@@ -150,6 +183,8 @@ class ToolEnv(Env):
                 final_answer=final_answer,
                 timings=timings,
             )
+        elif self.user is not None and (ended := await self._turn_check()) is not None:
+            result = ended
         elif self.user is not None:
             t0 = time.perf_counter()
             turn = await self.user.respond(list(self.messages))
@@ -170,6 +205,27 @@ class ToolEnv(Env):
         self.messages.extend(result.observations)
         return result
 
+    async def _turn_check(self) -> StepResult | None:
+        """CM2's end-of-turn check of the user turn the model's reply just ended: a StepResult
+        that ends the episode, or None to go on."""
+        check_fn = getattr(self.reward, "end_of_turn", None)
+        if self.early_termination is False or check_fn is None or self.ctx is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            check = await check_fn(self.ctx.task, list(self.messages), list(self._results))
+        except Exception as exc:  # noqa: BLE001 - the judge failed: no early end; the final reward says more
+            log.warning("env %s: the end-of-turn check failed (%s: %s); the episode goes on",
+                        self.spec.name, type(exc).__name__, exc)
+            return None
+        end = check.end_episode if self.early_termination is None else not check.passed
+        if not end:
+            return None
+        return StepResult(terminated=True, timings=Timings(reward_s=time.perf_counter() - t0),
+                          info={"early_termination": {"turn": check.turn, "failed_required": list(check.failed_required),
+                                                      "reason": "a required checklist item failed at the end of "
+                                                                f"turn {check.turn}"}})
+
     async def _run_calls(self, calls: list[ToolCall]) -> list[tuple[ToolResult, ToolOutput | None]]:
         outputs: list[tuple[ToolResult, ToolOutput | None] | None] = [None] * len(calls)
 
@@ -186,7 +242,8 @@ class ToolEnv(Env):
         return [o for o in outputs if o is not None]
 
     def _error(self, call: ToolCall, kind: str, text: str, t0: float) -> tuple[ToolResult, None]:
-        return ToolResult(call_id=call.id, name=call.name, content=f"Error: {text}", is_error=True,
+        return ToolResult(call_id=call.id, name=call.name, content=cap_content(f"Error: {text}", self.max_output_chars),
+                          is_error=True,
                           error_kind=kind, duration_s=time.perf_counter() - t0), None  # type: ignore[arg-type]
 
     async def _run_call(self, call: ToolCall) -> tuple[ToolResult, ToolOutput | None]:
@@ -213,8 +270,8 @@ class ToolEnv(Env):
         except Exception as exc:  # noqa: BLE001 - a tool's bug is an observation, not a crash
             return self._error(call, "raised", f"tool {call.name!r} failed: {type(exc).__name__}: {exc}", t0)
         if output.infra_error:
-            raise InfraError(f"tool {call.name!r} reported an infrastructure failure: {output.content}")
-        result = ToolResult(call_id=call.id, name=call.name, content=output.content,
+            raise InfraError(f"tool {call.name!r} reported an infrastructure failure: {str(output.content)[:2000]}")
+        result = ToolResult(call_id=call.id, name=call.name, content=cap_content(output.content, self.max_output_chars),
                             is_error=output.is_error, error_kind="raised" if output.is_error else None,
                             reward=output.reward, metadata=output.metadata,
                             duration_s=time.perf_counter() - t0)
@@ -245,3 +302,29 @@ class ToolEnv(Env):
                 errors.append(exc)
         if errors:
             raise InfraError(f"closing env {self.spec.name!r} failed: {errors[0]!r}") from errors[0]
+
+
+def cap_text(text: str, limit: int | None) -> str:
+    """``text`` cut to ``limit`` characters, ending with a marker that says how much was cut."""
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[output cut: {len(text) - limit:,} of {len(text):,} characters not shown]"
+
+
+def cap_content(content: str | list[ContentPart], limit: int | None) -> str | list[ContentPart]:
+    """A tool output's text cut to ``limit`` characters in all (images are kept)."""
+    if limit is None or isinstance(content, str):
+        return cap_text(content, limit)  # type: ignore[arg-type]
+    total = sum(len(p.text) for p in content if isinstance(p, TextPart))
+    if total <= limit:
+        return content
+    out: list[ContentPart] = []
+    left = limit
+    for part in content:
+        if not isinstance(part, TextPart):
+            out.append(part)
+        elif left > 0:
+            out.append(part if len(part.text) <= left else TextPart(text=part.text[:left]))
+            left -= len(part.text)
+    out.append(TextPart(text=f"[output cut: {total - limit:,} of {total:,} characters not shown]"))
+    return out

@@ -45,6 +45,16 @@ class EvalFlags:
     price_out: float | None = None
     name: str | None = None
     quiet: bool = False
+    progress_every: float = 30.0
+    check: bool = True
+
+
+def _error(console: Console, message: str) -> None:
+    console.print(f"error: {message}", style="red", markup=False, highlight=False)
+
+
+def _note(console: Console, message: str) -> None:
+    console.print(message, style="yellow", markup=False, highlight=False)
 
 
 def _parse_env_config(items: list[str]) -> dict[str, Any]:
@@ -84,6 +94,8 @@ def _merge(base: dict[str, Any], flags: EvalFlags) -> dict[str, Any]:
         put(data, key, value)
     if flags.env_config:
         data.setdefault("env_config", {}).update(_parse_env_config(flags.env_config))
+    if policy.get("kind") == "gold":  # a gold replay has no model on either side (customer_service)
+        data.setdefault("env_config", {}).setdefault("user", "gold")
     if flags.price_in is not None or flags.price_out is not None:
         pricing = data.setdefault("pricing", None) or {}
         put(pricing, "input_per_mtok", flags.price_in)
@@ -117,34 +129,63 @@ def _default_run_name(config: EvalConfig) -> str:
     return f"{label}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def eval_command(flags: EvalFlags, console: Console, argv: list[str] | None = None) -> int:
-    """Run ``traject eval``; returns the exit status (0 done, 1 incomplete, 2 bad input, 130 interrupted)."""
-    from traject.eval.console import RichProgress, summary_table
-    from traject.eval.runner import run_eval
+def eval_command(flags: EvalFlags, console: Console, argv: list[str] | None = None,
+                 err_console: Console | None = None) -> int:
+    """Run ``traject eval``; returns the exit status: 0 done, 1 incomplete or nothing could be
+    scored (the most common cause is printed), 2 bad input, 130 interrupted. Errors go to
+    ``err_console`` (default: ``console``)."""
+    out_console = console
+    console = err_console or console
+    from traject.agents.policy import PolicyError
+    from traject.eval.console import LineProgress, RichProgress, summary_table
+    from traject.eval.runner import infra_causes, run_eval
 
     try:
         config, out = build_config(flags)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _error(console, str(exc))
         return 2
-    progress = RichProgress(console, description=config.label) if not flags.quiet else None
+    progress: Any = None
+    if not flags.quiet:
+        progress = (RichProgress(out_console, description=config.label) if out_console.is_terminal
+                    else LineProgress(out_console, description=config.label, every_s=flags.progress_every))
+
+    async def go() -> Any:
+        return await run_eval(config, out, resume=flags.resume, progress=progress, argv=argv,
+                              check_endpoint=flags.check)
+
     try:
         if progress is not None:
             with progress:
-                results = anyio.run(lambda: run_eval(config, out, resume=flags.resume, progress=progress, argv=argv))
+                results = anyio.run(go)
         else:
-            results = anyio.run(lambda: run_eval(config, out, resume=flags.resume, argv=argv))
+            results = anyio.run(go)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _error(console, str(exc))
         return 2
+    except PolicyError as exc:  # the endpoint check failed: nothing was written
+        _error(console, f"the policy's endpoint failed its check: {exc}")
+        console.print("(--no-check skips this check)", markup=False, highlight=False)
+        return 1
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/yellow]: finished episodes are saved in {out}; "
-                      f"continue with: traject eval --out {out} --resume", highlight=False)
+        _note(console, f"interrupted: finished episodes are saved in {out}; "
+              f"continue with: traject eval --out {out} --resume")
         return 130
-    console.print(summary_table(results.summary, title=f"{config.label}  ({out})"))
+    out_console.print(summary_table(results.summary, title=f"{config.label}  ({out})"))
+    counts = results.summary.counts
+    causes = infra_causes(RunDir(out))
+    if causes:
+        cause, count = causes[0]
+        unscored = sum(n for _, n in causes)
+        _note(console, f"{unscored} episode(s) could not be scored; most common cause ({count}x): {cause}")
+        if config.retry_infra is False:
+            console.print(f"after fixing it, re-run them with: traject eval --out {out} --resume --retry-infra",
+                          markup=False, highlight=False)
+    if counts.present and counts.scored == 0:
+        _error(console, f"no episode of {counts.present} could be scored")
+        return 1
     if not results.complete:
-        console.print(f"[yellow]{results.summary.counts.missing} episodes missing[/yellow]: "
-                      f"traject eval --out {out} --resume")
+        _note(console, f"{counts.missing} episodes missing: traject eval --out {out} --resume")
         return 1
     return 0
 
@@ -157,7 +198,7 @@ def compare_command(runs: list[str], out: str, console: Console) -> int:
     try:
         comparison, plot = write_comparison(runs, out)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _error(console, str(exc))
         return 2
     header, rows = comparison_rows(comparison)
     table = Table(title="comparison")
@@ -166,7 +207,9 @@ def compare_command(runs: list[str], out: str, console: Console) -> int:
     for r in rows:
         table.add_row(*r)
     console.print(table)
-    console.print(f"wrote {out}/comparison.md" + (f" and {plot}" if plot else ""), highlight=False)
+    for warning in comparison.warnings:
+        _note(console, f"warning: {warning}")
+    console.print(f"wrote {out}/comparison.md" + (f" and {plot}" if plot else ""), highlight=False, markup=False)
     return 0
 
 
@@ -176,7 +219,7 @@ def view_command(run: str, out: str | None, console: Console) -> int:
     try:
         index = write_report(run, out)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _error(console, str(exc))
         return 2
     console.print(f"wrote {index}", highlight=False)
     return 0

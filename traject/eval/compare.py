@@ -36,6 +36,8 @@ class Comparison(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     runs: list[RunPoint]
+    # Why the numbers may not be comparable: mixed envs or task sets, a run given twice.
+    warnings: list[str] = Field(default_factory=list)
 
 
 def load_results(path: str | Path) -> EvalResults:
@@ -65,12 +67,37 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return out
 
 
+def _task_set(path: Path) -> tuple[str, ...]:
+    from traject.eval.run_dir import TASKS
+
+    f = RunDir(path).file(TASKS)
+    if not f.exists():
+        return ()
+    import json
+
+    return tuple(sorted(json.loads(line)["id"] for line in f.read_text(encoding="utf-8").splitlines() if line.strip()))
+
+
 def compare_runs(paths: Sequence[str | Path]) -> Comparison:
     if not paths:
         raise ConfigError("compare needs at least one run directory")
-    points: list[RunPoint] = []
+    warnings: list[str] = []
+    seen: dict[Path, str] = {}
+    unique: list[str | Path] = []
     for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            warnings.append(f"{p} is the same run as {seen[key]}: it is shown once")
+            continue
+        seen[key] = str(p)
+        unique.append(p)
+    points: list[RunPoint] = []
+    envs: dict[str, list[str]] = {}
+    task_sets: dict[tuple[tuple[str, ...], int], list[str]] = {}
+    for p in unique:
         r = load_results(p)
+        envs.setdefault(r.config.env, []).append(str(p))
+        task_sets.setdefault((_task_set(Path(p)), r.config.samples), []).append(str(p))
         s = r.summary
         points.append(RunPoint(
             run=str(p), label=r.config.label, episodes=s.counts.present, scored=s.counts.scored,
@@ -84,7 +111,14 @@ def compare_runs(paths: Sequence[str | Path]) -> Comparison:
     front = pareto_front([(points[i].mean_tokens or 0.0, points[i].success.mean) for i in scorable])  # type: ignore[union-attr]
     for i, on in zip(scorable, front, strict=True):
         points[i].pareto = on
-    return Comparison(runs=points)
+    if len(envs) > 1:
+        warnings.append("the runs are on different envs, so their numbers are not comparable: "
+                        + "; ".join(f"{env}: {', '.join(runs)}" for env, runs in envs.items()))
+    elif len(task_sets) > 1:
+        warnings.append("the runs differ in their tasks or samples per task, so their numbers are not "
+                        "comparable: " + "; ".join(f"{len(ids)} tasks x {k}: {', '.join(runs)}"
+                                                   for (ids, k), runs in task_sets.items()))
+    return Comparison(runs=points, warnings=warnings)
 
 
 def comparison_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -107,7 +141,10 @@ def comparison_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
 
 def comparison_markdown(c: Comparison, plot: str | None) -> str:
     header, rows = comparison_rows(c)
-    lines = ["# Comparison", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["# Comparison", ""]
+    lines += [f"> **Warning:** {w}" for w in c.warnings]
+    lines += [""] if c.warnings else []
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "Runs: " + ", ".join(f"`{p.run}`" for p in c.runs), ""]
     if plot:

@@ -63,10 +63,11 @@ class PolicyConfig(_Model):
 
 
 class TaskSource(_Model):
-    """Tasks from a JSONL file of Task records (``file``), or from the env's own source."""
+    """Tasks from a JSONL file of Task records (``file``), or from the env's own source
+    (``split`` None: the env's own default split)."""
 
     file: str | None = None
-    split: str = "test"
+    split: str | None = None
     n: int | None = None
     seed: int = 0
 
@@ -113,12 +114,24 @@ class EvalConfig(_Model):
         return self.name or f"{self.env}/{self.policy.label}"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define which trajectories a run holds; a resumed run must keep them."""
-        return self.model_dump(mode="json", include={"env", "env_config", "tasks", "policy", "samples", "seed"})
+        """The fields that define which trajectories a run holds; a resumed run must keep them.
+        Where the model is served (URL, key, timeouts) is not one of them; the model name and
+        the sampling settings are."""
+        data = self.model_dump(mode="json", include={"env", "env_config", "tasks", "policy", "samples", "seed"})
+        for key in POLICY_RUNTIME_FIELDS:
+            data["policy"].pop(key, None)
+        return data
+
+    def with_runtime_of(self, other: EvalConfig) -> EvalConfig:
+        """This config with ``other``'s runtime fields (a resumed run's new endpoint, concurrency...)."""
+        policy = self.policy.model_copy(update={k: getattr(other.policy, k) for k in POLICY_RUNTIME_FIELDS})
+        return self.model_copy(update={**{k: getattr(other, k) for k in RUNTIME_FIELDS}, "policy": policy})
 
 
 #: Fields a resumed run may change: how fast it runs, not what it measures.
 RUNTIME_FIELDS = frozenset({"concurrency", "retry_infra", "episode_timeout_s", "pricing", "name"})
+#: The policy's fields a resumed run may change: where the model is served, not which model.
+POLICY_RUNTIME_FIELDS = frozenset({"base_url", "api_key_env", "max_retries", "request_timeout_s"})
 
 
 _TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "tuple"})

@@ -1,8 +1,9 @@
 """Policies by kind, from a PolicyConfig: the extension point for ``traject eval --policy``.
 
-Built in: ``openai`` (OpenAIPolicy), ``scripted`` (a Python object named ``module:attr``) and
+Built in: ``openai`` (OpenAIPolicy), ``completions`` (CompletionsPolicy: token in, token out;
+the target is the model's tokenizer), ``scripted`` (a Python object named ``module:attr``),
 ``hf`` (a local HF transformers model, through ``traject.agents.hf_policy.HFPolicy`` where that
-module is installed). Plugins add kinds through the ``traject.policies`` entry-point group: an
+module is installed) and ``gold`` (customer_service's gold replay, with ``user=gold``). Plugins add kinds through the ``traject.policies`` entry-point group: an
 entry point names a function ``(PolicyConfig) -> Policy``.
 """
 
@@ -111,10 +112,42 @@ def _hf(cfg: PolicyConfig) -> Policy:
         options.setdefault("max_new_tokens", cfg.max_tokens)
     if cfg.tool_format is not None:
         options.setdefault("tool_format", cfg.tool_format)
+    from pathlib import Path
+
+    if not Path(cfg.target).exists():
+        raise ConfigError(f"--policy hf:{cfg.target}: no model there; pass a directory written by "
+                          "save_pretrained (e.g. traject.agents.hf.build_tiny_model(path))")
     from_pretrained = getattr(cls, "from_pretrained", None)
     return from_pretrained(cfg.target, **options) if from_pretrained else cls(cfg.target, **options)  # type: ignore[no-any-return]
 
 
+def _completions(cfg: PolicyConfig) -> Policy:
+    """CompletionsPolicy (token in, token out): ``target`` is the model's tokenizer (a path or
+    name); ``options`` are CompletionsPolicyConfig fields (``dialect: sglang``...)."""
+    from traject.agents.completions_policy import CompletionsPolicy
+
+    if not cfg.target or not cfg.model or not cfg.base_url:
+        raise ConfigError("policy 'completions' needs the model's tokenizer, name and server: "
+                          "--policy completions:/path/to/model --model NAME --base-url http://HOST:PORT/v1")
+    options: dict[str, Any] = {"temperature": cfg.temperature, "max_retries": cfg.max_retries,
+                               "request_timeout_s": cfg.request_timeout_s, "api_key": os.environ.get(cfg.api_key_env)}
+    if cfg.max_tokens is not None:
+        options["max_tokens"] = cfg.max_tokens
+    if cfg.tool_format is not None:
+        options["tool_format"] = cfg.tool_format
+    return CompletionsPolicy(model=cfg.model, base_url=cfg.base_url, tokenizer=cfg.target,
+                             **{**options, **cfg.options})
+
+
+def _gold(cfg: PolicyConfig) -> Policy:
+    """The customer-service gold replay (``traject.environments.customer_service.gold``)."""
+    from traject.environments.customer_service.gold import GoldPolicy
+
+    return GoldPolicy()
+
+
 register_policy_kind("openai", _openai)
+register_policy_kind("completions", _completions)
 register_policy_kind("scripted", _scripted)
 register_policy_kind("hf", _hf)
+register_policy_kind("gold", _gold)

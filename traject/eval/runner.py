@@ -19,7 +19,7 @@ from traject.agents.rollouts import Rollouts
 from traject.agents.store import TrajectoryStore
 from traject.environments.base import Env
 from traject.environments.registry import load_tasks, make
-from traject.eval.config import RUNTIME_FIELDS, ConfigError, EvalConfig
+from traject.eval.config import ConfigError, EvalConfig
 from traject.eval.markdown import summary_markdown
 from traject.eval.policies import make_policy
 from traject.eval.run_dir import (
@@ -34,7 +34,7 @@ from traject.eval.run_dir import (
 )
 from traject.eval.summary import EvalSummary, summarize
 from traject.eval.task_file import load_task_file, write_task_file
-from traject.types import Task, Trajectory
+from traject.types import Status, Task, Trajectory
 
 
 class ProgressSink(Protocol):
@@ -45,8 +45,16 @@ class ProgressSink(Protocol):
 def resolve_tasks(config: EvalConfig) -> list[Task]:
     src = config.tasks
     if src.file:
-        return load_task_file(src.file)
-    options: dict[str, object] = {"split": src.split, "seed": src.seed}
+        from traject.environments.registry import registry
+
+        try:
+            model = registry.get(config.env).task_data_model()
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0]) if exc.args else repr(exc)) from None
+        return load_task_file(src.file, model, env=config.env)
+    options: dict[str, object] = {"seed": src.seed}
+    if src.split is not None:
+        options["split"] = src.split
     if src.n is not None:
         options["n"] = src.n
     try:
@@ -71,7 +79,8 @@ def env_factory(config: EvalConfig):  # noqa: ANN201 - a zero-argument Env facto
     return factory
 
 
-def open_run(run_dir: RunDir, config: EvalConfig | None, *, resume: bool) -> tuple[EvalConfig, list[Task]]:
+def open_run(run_dir: RunDir, config: EvalConfig | None, *, resume: bool,
+             tasks: list[Task] | None = None) -> tuple[EvalConfig, list[Task]]:
     """Create a run directory, or reopen one to resume. A resumed run keeps what it measures
     (env, tasks, policy, samples, seed); only runtime fields may change."""
     if resume:
@@ -85,7 +94,8 @@ def open_run(run_dir: RunDir, config: EvalConfig | None, *, resume: bool) -> tup
                 raise ConfigError(f"--resume: the given settings differ from the run's recorded ones "
                                   f"({run_dir.path}/config.json):\n  " + "\n  ".join(diff) +
                                   "\nDrop those flags to resume as recorded, or start a new run with another --out.")
-            recorded = recorded.model_copy(update={k: getattr(config, k) for k in RUNTIME_FIELDS})
+            recorded = recorded.with_runtime_of(config)
+            run_dir.write_config(recorded)  # a later plain --resume uses the new endpoint too
         tasks = load_task_file(run_dir.file(TASKS))
         return recorded, tasks
     if config is None:
@@ -94,12 +104,34 @@ def open_run(run_dir: RunDir, config: EvalConfig | None, *, resume: bool) -> tup
         raise ConfigError(f"{run_dir.path} already holds a run: pass --resume to continue it, "
                           "or choose another --out")
     env_factory(config)  # fail on a bad env name or env config before anything is written
-    tasks = resolve_tasks(config)
-    run_dir.path.mkdir(parents=True, exist_ok=True)
+    tasks = tasks if tasks is not None else resolve_tasks(config)
+    try:
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        run_dir.file(TASKS).touch()
+    except OSError as exc:
+        raise ConfigError(f"--out {run_dir.path}: cannot write there ({exc.strerror or exc}); choose "
+                          "another run directory") from None
     write_task_file(run_dir.file(TASKS), tasks)
     run_dir.write_config(config)
     run_dir.write_manifest(new_manifest(config.seed))
     return config, tasks
+
+
+def infra_causes(run_dir: RunDir) -> list[tuple[str, int]]:
+    """Why episodes could not be scored, most common first: the latest record per episode that
+    is an infra error (its error) or whose reward failed (the reward's error)."""
+    from collections import Counter
+
+    from traject.eval.summary import latest_per_key
+
+    path = run_dir.file(TRAJECTORIES)
+    causes: Counter[str] = Counter()
+    for t in latest_per_key(TrajectoryStore.read(path)) if path.exists() else []:
+        if t.status is Status.INFRA_ERROR:
+            causes[(t.error or "unknown").splitlines()[0][:300]] += 1
+        elif t.reward is not None and t.reward.failed:
+            causes[f"reward failed: {(t.reward.error or 'unknown').splitlines()[0][:300]}"] += 1
+    return causes.most_common()
 
 
 def summarize_run(run_dir: RunDir, config: EvalConfig, tasks: Sequence[Task]) -> EvalSummary:
@@ -130,19 +162,38 @@ async def close_policy(policy: Policy) -> None:
         pass
 
 
+async def check_policy(policy: Policy) -> None:
+    """One request to the policy's endpoint, where it has one (``check()``): a clear error
+    before anything runs, instead of every episode failing the same way."""
+    check = getattr(policy, "check", None)
+    if check is not None:
+        await check()
+
+
 async def run_eval(config: EvalConfig | None, out: str | Path, *, resume: bool = False,
                    progress: ProgressSink | None = None, policy: Policy | None = None,
-                   argv: Sequence[str] | None = None) -> EvalResults:
+                   argv: Sequence[str] | None = None, check_endpoint: bool = False) -> EvalResults:
     """Run (or resume) an eval into ``out`` and return its results. ``policy`` overrides the
-    config's policy (for library users holding a policy object)."""
+    config's policy (for library users holding a policy object). ``check_endpoint``: first send
+    the policy's endpoint one request (``PolicyError`` if it fails; nothing is written)."""
     run_dir = RunDir(out)
     own_policy = policy is None
     if policy is None and config is not None and not resume:
         policy = make_policy(config.policy)  # a bad policy fails before the run directory is made
     try:
-        config, tasks = open_run(run_dir, config, resume=resume)
+        tasks = None
+        if check_endpoint and policy is not None:
+            if config is not None and not resume:
+                # Bad input (env, tasks) is reported before the endpoint is tried.
+                env_factory(config)
+                tasks = resolve_tasks(config)
+            await check_policy(policy)
+        config, tasks = open_run(run_dir, config, resume=resume, tasks=tasks)
         factory = env_factory(config)
-        policy = policy if policy is not None else make_policy(config.policy)
+        if policy is None:
+            policy = make_policy(config.policy)
+            if check_endpoint:
+                await check_policy(policy)
     except BaseException:
         if own_policy and policy is not None:
             with anyio.CancelScope(shield=True):

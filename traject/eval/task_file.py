@@ -15,13 +15,15 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from traject.eval.config import ConfigError, field_path
 from traject.types import Task
 
 
-def load_task_file(path: str | Path) -> list[Task]:
+def load_task_file(path: str | Path, data_model: type[BaseModel] | None = None, *, env: str = "") -> list[Task]:
+    """The tasks of a JSONL file; with ``data_model`` (the env's task-data schema) each task's
+    ``data`` is checked against it, and an error names the file, line, field and fix."""
     path = Path(path)
     try:
         fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
@@ -52,6 +54,12 @@ def load_task_file(path: str | Path) -> list[Task]:
             tasks.append(task)
     if not tasks:
         raise ConfigError(f"{path}: the task file holds no tasks")
+    if data_model is not None:  # after the syntax of every line is known good
+        for task in tasks:
+            try:
+                data_model.model_validate(task.data)
+            except ValidationError as err:
+                raise ConfigError(_data_error(err, f"{path}:{first_line[task.id]}", task.id, data_model, env)) from None
     return tasks
 
 
@@ -65,6 +73,22 @@ def _task_error(err: ValidationError, where: str) -> str:
                 "metadata (put env payloads under 'data')")
     msgs = "; or ".join(dict.fromkeys(x["msg"] for x in err.errors() if field_path(x["loc"]) == field_path(e["loc"])))
     return f"{where}: field '{loc}': {msgs} (got {e.get('input')!r})"
+
+
+def _data_error(err: ValidationError, where: str, task_id: str, model: type[BaseModel], env: str) -> str:
+    e = err.errors()[0]
+    loc = field_path(e["loc"])
+    field = f"data.{loc}" if loc else "data"
+    fields = ", ".join(f"{k}{'' if f.is_required() else '?'}" for k, f in model.model_fields.items())
+    of = f"env {env!r}" if env else "the env"
+    if e["type"] == "missing":
+        problem = "missing"
+    elif e["type"] == "extra_forbidden":
+        problem = "not a field of the task data"
+    else:
+        problem = f"{e['msg']} (got {e.get('input')!r:.80})"
+    return (f"{where}: task {task_id!r}: field '{field}': {problem}; {of} expects data with "
+            f"{{{fields}}} ({model.__name__}; '?' marks optional fields)")
 
 
 def write_task_file(path: str | Path, tasks: Iterable[Task]) -> None:

@@ -6,8 +6,9 @@ asked again without it, and the JSON is then parsed out of the text (a bare obje
 ```json block, or the last ``{...}`` in the text). Every later call of that judge skips the
 refused format.
 
-* Transport failures (connection errors, timeouts, 429, 5xx) are retried with exponential
-  backoff; when retries run out the call raises :class:`JudgeError`.
+* Requests go through ``traject.agents.transport`` (the one transport and retry policy):
+  connection errors, timeouts, 429 and 5xx are retried with exponential backoff; when retries
+  run out the call raises :class:`JudgeError`.
 * An answer that does not parse into the model is asked again ``parse_retries`` times, then
   raises :class:`JudgeParseError`. A reward that gets one marks its RewardResult ``failed``:
   the trajectory is left out of its group, never scored 0.
@@ -35,7 +36,6 @@ import functools
 import hashlib
 import json
 import os
-import random
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -43,6 +43,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from traject.agents.lean_http import APIStatusError
+from traject.agents.transport import ContextLengthError, EndpointError, RetryPolicy, Transport
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -159,13 +162,6 @@ def parse_answer(text: str | None, schema: type[T]) -> T:
                               f"{first['msg']}", text) from None
 
 
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> Any:
-    import httpx
-
-    return httpx.create_ssl_context()
-
-
 @functools.lru_cache(maxsize=256)
 def _schema_of(schema: type[BaseModel]) -> tuple[dict[str, Any], str]:
     """The model's JSON schema and its canonical text (pydantic rebuilds it on every call)."""
@@ -197,22 +193,17 @@ class LLMJudge:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _loop_bound(self) -> tuple[Any, anyio.CapacityLimiter]:
-        """The HTTP client and limiter of the running event loop (a judge may outlive a loop;
-        a client of a finished loop is dropped, never closed on a loop that is gone)."""
+    def _loop_bound(self) -> tuple[Transport, anyio.CapacityLimiter]:
+        """The transport, and the limiter of the running event loop (a judge may outlive a
+        loop; the transport itself starts a fresh pool on a new loop)."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            import httpx
-
-            key = self.config.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-            base = (self.config.base_url or os.environ.get("OPENAI_BASE_URL")
-                    or "https://api.openai.com/v1").rstrip("/")
-            limits = httpx.Limits(max_connections=self.config.max_concurrency,
-                                  max_keepalive_connections=self.config.max_concurrency)
-            # Building an SSL context costs a few hundred ms: none for plain http, one shared otherwise.
-            verify: Any = False if base.startswith("http://") else _ssl_context()
-            self._client = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"},
-                                             timeout=self.config.request_timeout_s, limits=limits, verify=verify)
+        if self._client is None:
+            c = self.config
+            self._client = Transport(c.base_url, api_key=c.api_key or os.environ.get("OPENAI_API_KEY"),
+                                     timeout_s=c.request_timeout_s, max_connections=c.max_concurrency,
+                                     retry=RetryPolicy(max_retries=c.max_retries, backoff_s=c.backoff_s,
+                                                       backoff_max_s=c.backoff_max_s))
+        if self._client_loop is not loop:
             self._client_loop = loop
             self._limiter = anyio.CapacityLimiter(self.config.max_concurrency)
             self._inflight = {}
@@ -239,11 +230,8 @@ class LLMJudge:
         self._cache.clear()
 
     async def _request(self, messages: list[dict[str, Any]], schema: type[BaseModel]) -> str:
-        import httpx
-
-        client, limiter = self._loop_bound()
+        transport, limiter = self._loop_bound()
         c = self.config
-        attempt = 0
         while True:
             body: dict[str, Any] = {"model": c.model, "messages": messages, "temperature": c.temperature}
             if c.top_p is not None:
@@ -256,38 +244,31 @@ class LLMJudge:
             elif fmt == "json_object":
                 body["response_format"] = {"type": "json_object"}
             body.update(c.extra_body)
-            error: str
+            sent = transport.requests
             try:
                 async with limiter:
-                    self.stats.requests += 1
                     self.stats._in_flight += 1
                     self.stats.in_flight_max = max(self.stats.in_flight_max, self.stats._in_flight)
                     try:
-                        resp = await client.post("/chat/completions", json=body)
+                        data = await transport.post_json("/chat/completions", body)
                     finally:
                         self.stats._in_flight -= 1
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                retryable, error = True, f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        data = resp.json()
-                        return data["choices"][0]["message"].get("content") or ""
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                        raise JudgeParseError(f"the judge endpoint sent a body that is not a chat "
-                                              f"completion: {resp.text[:200]!r}", resp.text) from None
-                if resp.status_code == 400 and fmt != "text":
+                        self.stats.requests += transport.requests - sent
+            except APIStatusError as exc:
+                if exc.status == 400 and fmt != "text" and not isinstance(exc, ContextLengthError):
                     # The endpoint refuses structured output: ask for plain text from now on.
                     self._format = "text"
                     self.stats.fallbacks += 1
                     continue
-                retryable = resp.status_code == 429 or resp.status_code >= 500
-                error = f"HTTP {resp.status_code}: {resp.text[:300]}"
-            if not retryable or attempt >= c.max_retries:
-                raise JudgeError(f"judge request failed after {attempt + 1} attempt(s): {error}")
-            delay = min(c.backoff_max_s, c.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
-            attempt += 1
-            await anyio.sleep(delay)
+                raise JudgeError(f"judge request failed: {exc}") from exc
+            except EndpointError as exc:
+                raise JudgeError(f"judge request failed: {type(exc).__name__}: {exc}") from exc
+            try:
+                return data["choices"][0]["message"].get("content") or ""
+            except (KeyError, IndexError, TypeError, AttributeError):
+                text = json.dumps(data)[:200]
+                raise JudgeParseError(f"the judge endpoint sent a body that is not a chat completion: {text!r}",
+                                      text) from None
 
     # -- the API -------------------------------------------------------------------------
 
@@ -341,5 +322,5 @@ class LLMJudge:
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
+        if client is not None:
             await client.aclose()

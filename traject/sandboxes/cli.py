@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from traject.cli_output import error
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sandbox images and containers.")
 console = Console()
 
@@ -16,20 +18,24 @@ console = Console()
 def build(
     method: str = typer.Option("auto", help="auto | dockerfile | rootfs (mmdebstrap + docker import)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the content tag exists"),
+    suite: str | None = typer.Option(None, "--suite", help="Debian suite: bullseye (Python 3.9), bookworm (3.11), "
+                                     "trixie (3.13); default: the default suite (moves traject/base:latest)"),
 ) -> None:
     """Build the base sandbox image (skipped when an image with the same content exists)."""
     from traject.sandboxes.config import DEFAULT_IMAGE
-    from traject.sandboxes.images import ImageBuildError, build_base_image
+    from traject.sandboxes.images import BaseImageSpec, ImageBuildError, build_base_image, default_suite
 
     if method not in ("auto", "dockerfile", "rootfs"):
         raise typer.BadParameter("method must be one of auto, dockerfile, rootfs", param_hint="--method")
     try:
-        ref = build_base_image(method=method, force=force)  # type: ignore[arg-type]
+        ref = build_base_image(BaseImageSpec(suite=suite), method=method, force=force)  # type: ignore[arg-type]
     except ImageBuildError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from None
     state = f"built via {ref.method} in {ref.seconds:.1f}s" if ref.built else "up to date"
-    console.print(f"{ref.tag} ({state}); also tagged {DEFAULT_IMAGE}")
+    chosen = suite or default_suite()
+    aliases = f"traject/base:{chosen}" + (f" and {DEFAULT_IMAGE}" if chosen == default_suite() else "")
+    console.print(f"{ref.tag} ({state}); also tagged {aliases}")
 
 
 @app.command()
@@ -48,7 +54,7 @@ def derive(
     try:
         ref = derive_image(base, spec)
     except ImageBuildError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(1) from None
     console.print(f"{ref.tag} ({'built in %.1fs' % ref.seconds if ref.built else 'cached'})")
 

@@ -1,6 +1,15 @@
 """A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API with scripted
 answers. Tests point real clients (the openai SDK, httpx) at it: nothing is mocked.
 
+From a shell, a stand-in for ``vllm serve`` (the README's first example runs against it)::
+
+    python -m traject.testing.openai_server --port 8000
+    # serving http://127.0.0.1:8000/v1 (model 'scripted', responder traject.environments.builtin.lookup:chat_responder)
+
+By default it plays the ``lookup`` oracle (look up each item, then ``submit`` the total);
+``--responder MODULE:FACTORY`` names another (``FACTORY()`` returns a function of a
+ChatRequest), ``--reply TEXT`` (repeatable) replays fixed answers in order.
+
 >>> with ScriptedChatServer(["hello"]) as server:
 ...     import httpx
 ...     r = httpx.post(server.url + "/chat/completions",
@@ -99,7 +108,8 @@ class _Server(ThreadingHTTPServer):
 class ScriptedChatServer:
     """``responder`` maps each request to a reply; a list is replayed in order (then 500s)."""
 
-    def __init__(self, script: Responder | Sequence[ScriptedReply | str], *, model: str = "scripted") -> None:
+    def __init__(self, script: Responder | Sequence[ScriptedReply | str], *, model: str = "scripted",
+                 port: int = 0, host: str = "127.0.0.1") -> None:
         self.state = _State(_as_responder(script))
         self.model = model
         state = self.state
@@ -159,7 +169,7 @@ class ScriptedChatServer:
                     return
                 self._send(200, json.dumps(_completion(reply, body, model_name)).encode())
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -170,7 +180,7 @@ class ScriptedChatServer:
     @property
     def url(self) -> str:
         """The base URL, as the openai client's ``base_url`` wants it."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self._server.server_address[0]}:{self.port}/v1"
 
     @property
     def requests(self) -> list[ChatRequest]:
@@ -216,3 +226,49 @@ def _completion(reply: ScriptedReply, body: dict[str, Any], model: str) -> dict[
         "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": reply.prompt_tokens + completion_tokens},
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import importlib
+
+    ap = argparse.ArgumentParser(prog="python -m traject.testing.openai_server",
+                                 description="A scripted OpenAI-compatible chat server on 127.0.0.1.")
+    ap.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default 8000)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ap.add_argument("--model", default="scripted", help="model name to report (default scripted)")
+    ap.add_argument("--responder", default="traject.environments.builtin.lookup:chat_responder",
+                    help="MODULE:FACTORY; FACTORY() returns a function ChatRequest -> reply "
+                         "(default: the lookup oracle)")
+    ap.add_argument("--reply", action="append", default=[],
+                    help="a fixed answer, replayed in order (repeatable; overrides --responder)")
+    args = ap.parse_args(argv)
+    if args.reply:
+        script: Responder | Sequence[ScriptedReply | str] = list(args.reply)
+        what = f"{len(args.reply)} fixed repl{'y' if len(args.reply) == 1 else 'ies'}"
+    else:
+        module, _, attr = args.responder.partition(":")
+        try:
+            script = getattr(importlib.import_module(module), attr)()
+        except (ImportError, AttributeError, ValueError) as exc:
+            print(f"error: --responder {args.responder}: {exc}", file=sys.stderr)
+            return 2
+        what = f"responder {args.responder}"
+    try:
+        server = ScriptedChatServer(script, model=args.model, port=args.port, host=args.host)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port",
+              file=sys.stderr)
+        return 2
+    print(f"serving {server.url} (model {args.model!r}, {what}); Ctrl-C stops", flush=True)
+    try:
+        server._server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

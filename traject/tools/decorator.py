@@ -23,10 +23,10 @@ import re
 from collections.abc import Callable
 from typing import Any, get_type_hints, overload
 
-import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from traject.tools.base import Tool, ToolArgumentError, ToolOutput
+from traject.tools import blocking
 from traject.tools.context import ToolContext
 from traject.types import ToolSchema
 
@@ -99,15 +99,17 @@ class FunctionTool(Tool):
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
                  description: str | None = None, timeout_s: float | None = None,
-                 run_in_thread: bool | None = None, _bound: Any = None) -> None:
+                 run_in_thread: bool | None = None, isolate: bool = False, _bound: Any = None) -> None:
         self.fn = fn
         self._bound = _bound
         self.name = name or fn.__name__
         self.timeout_s = timeout_s
         self.is_async = inspect.iscoroutinefunction(fn)
-        # Sync tools go to a worker thread so they cannot block the event loop, unless the
-        # author says they are cheap (run_in_thread=False).
+        # Sync tools go to a daemon thread that a timeout abandons (traject.tools.blocking) so they
+        # cannot block the event loop, unless the author says they are cheap (run_in_thread=False).
+        # isolate=True: a worker process, killed on timeout.
         self.run_in_thread = (not self.is_async) if run_in_thread is None else run_in_thread
+        self.isolate = isolate
         doc_description, arg_docs = parse_docstring(fn.__doc__)
         self.description = description if description is not None else doc_description
 
@@ -128,6 +130,10 @@ class FunctionTool(Tool):
             from pydantic import Field
 
             fields[p.name] = (annotation, Field(default, description=arg_docs.get(p.name)))
+        if isolate and (self.is_async or self.takes_ctx or _bound is not None or "<locals>" in fn.__qualname__):
+            raise TypeError(f"@tool(isolate=True) {self.name}: an isolated tool must be a synchronous, "
+                            "module-level function without a ToolContext (it is imported by name in "
+                            "a worker process)")
         self.args_model: type[BaseModel] = create_model(
             f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
@@ -172,8 +178,10 @@ class FunctionTool(Tool):
             args.append(ctx)
         if self.is_async:
             result = await self.fn(*args, **kwargs)
+        elif self.isolate:
+            result = await blocking.run_isolated(self.fn, kwargs)
         elif self.run_in_thread:
-            result = await anyio.to_thread.run_sync(lambda: self.fn(*args, **kwargs))
+            result = await blocking.run_in_thread(lambda: self.fn(*args, **kwargs))
         else:
             result = self.fn(*args, **kwargs)
         return ToolOutput.coerce(result)
@@ -183,17 +191,20 @@ class FunctionTool(Tool):
 def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
 @overload
 def tool(*, name: str | None = None, description: str | None = None, timeout_s: float | None = None,
-         run_in_thread: bool | None = None) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+         run_in_thread: bool | None = None, isolate: bool = False) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
 def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
          description: str | None = None, timeout_s: float | None = None,
-         run_in_thread: bool | None = None) -> Any:
+         run_in_thread: bool | None = None, isolate: bool = False) -> Any:
     """Make a Tool of a function. The first parameter may be a ``ToolContext``; the others
-    become the JSON-schema arguments, described by the docstring's ``Args:`` section."""
+    become the JSON-schema arguments, described by the docstring's ``Args:`` section.
+
+    A sync tool runs in a daemon thread that a timeout abandons; ``isolate=True`` runs it in a
+    worker process that a timeout kills (a module-level function without a ToolContext)."""
 
     def wrap(f: Callable[..., Any]) -> FunctionTool:
         return FunctionTool(f, name=name, description=description, timeout_s=timeout_s,
-                            run_in_thread=run_in_thread)
+                            run_in_thread=run_in_thread, isolate=isolate)
 
     return wrap(fn) if fn is not None else wrap

@@ -34,6 +34,21 @@ class Toolset:
     async def teardown(self, ctx: ToolContext) -> None:
         return None
 
+    @classmethod
+    def declared_tools(cls) -> list[Tool] | None:
+        """The ``@tool`` methods, read from the class without making or setting up an instance;
+        None when ``tools()`` is overridden (a set known only at set-up, such as MCP's)."""
+        if cls.tools is not Toolset.tools:
+            return None
+        found: list[Tool] = []
+        seen: set[str] = set()
+        for klass in cls.__mro__:
+            for attr, value in vars(klass).items():
+                if attr not in seen and isinstance(value, Tool):
+                    seen.add(attr)
+                    found.append(value)
+        return found
+
     def tools(self) -> list[Tool]:
         found: list[Tool] = []
         seen: set[str] = set()

@@ -26,6 +26,7 @@ __all__ = [
     "collate",
     "pack_rows",
     "plan_micro_batches",
+    "EvalOnlyTrajectories",
     "select_trainable",
     "sequences_from_trajectories",
     "should_pack",
@@ -52,9 +53,23 @@ class DropStats:
                 "drop/total": self.dropped, "truncated_seqs": self.truncated}
 
 
+class EvalOnlyTrajectories(ValueError):
+    """Trajectories without exact tokens reached a trainer."""
+
+
 def select_trainable(trajectories: Sequence[Trajectory], *, require_tokens: bool = True,
                      ) -> tuple[list[Trajectory], DropStats]:
-    """The trajectories fit for training, and a count of the rest by cause."""
+    """The trajectories fit for training, and a count of the rest by cause.
+
+    Raises EvalOnlyTrajectories when any trajectory is marked ``eval_only`` (turns without
+    their exact tokens): training on them would mean re-tokenising text, which traject never does.
+    """
+    eval_only = [t for t in trajectories if t.eval_only is not None]
+    if eval_only:
+        raise EvalOnlyTrajectories(
+            f"{len(eval_only)} of {len(trajectories)} trajectories are eval-only ({eval_only[0].eval_only}). "
+            "Train from a policy that returns exact tokens: HFPolicy, VLLMPolicy, CompletionsPolicy, or "
+            "OpenAIPolicy against a server that answers return_token_ids (vLLM >= 0.10.2, traject serve)")
     stats = DropStats()
     kept: list[Trajectory] = []
     for t in trajectories:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
@@ -87,11 +88,14 @@ class ModelConfig(_Section):
         return self
 
 
-AdvantageName = Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "turn"]
+AdvantageName = Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "turn", "gae"]
+PolicyLossName = Literal["ppo_clip"]
+TrainerMode = Literal["sync", "one_step_off", "fully_async"]
 
 
 class AlgorithmConfig(_Section):
-    advantage: AdvantageName = "grpo"
+    advantage: AdvantageName = Field("grpo", description="gae needs a value model (critic): veRL engine only.")
+    policy_loss: PolicyLossName = "ppo_clip"
     norm_by_std: bool | None = Field(None, description="Divide by the group std (default: yes for grpo, no for dr_grpo and turn).")
     turn_min_count: int = Field(2, ge=1, description="turn mode: fewer members reaching a turn -> advantage 0.")
     turn_reward_to_go: bool = False
@@ -136,6 +140,15 @@ class RolloutConfig(_Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(128, ge=1)
     episode_timeout_s: float | None = Field(None, gt=0)
+    mode: Literal["sync", "async"] = Field("sync", description="sync: generate a batch, then train on it. async: "
+                                           "keep generating while training (off-policy, see max_off_policy_steps).")
+    max_off_policy_steps: int = Field(1, ge=0, description="async: train on a group only if its oldest turn was "
+                                      "sampled at most this many updates ago.")
+    on_stale: Literal["requeue", "drop"] = Field("requeue", description="async: what happens to a group beyond "
+                                                 "max_off_policy_steps (counted either way).")
+    server_url: str | None = Field(None, description="Sample through this server's OpenAI API (traject serve, "
+                                   "SGLang; e.g. http://127.0.0.1:8000/v1), token in/token out; the weights go to "
+                                   "its /update_weights_from_disk after every step.")
 
 
 class EnvConfig(_Section):
@@ -144,6 +157,9 @@ class EnvConfig(_Section):
     tasks: dict[str, JsonValue] = Field(default_factory=lambda: {"split": "train", "n": 1000},
                                         description="Arguments of the env's task source (split, n, seed, ...).")
     tasks_path: str | None = Field(None, description="A JSONL of tasks instead of the env's task source.")
+    group_reward: str | None = Field(None, description="A GroupReward scoring each task's G samples together: "
+                                     "'package.module:attribute' (a class or factory, called with group_reward_args).")
+    group_reward_args: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class EvalConfig(_Section):
@@ -199,6 +215,8 @@ class SFTConfig(_Section):
 
 class TrainerConfig(_Section):
     steps: int = Field(50, ge=0)
+    mode: TrainerMode = Field("sync", description="sync: rollout then update. one_step_off / fully_async: "
+                              "veRL's asynchronous trainers (verl engine only).")
     seed: int = 0
     out_dir: str = "runs/train"
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end.")
@@ -212,11 +230,57 @@ class TrainerConfig(_Section):
 
 
 _BACKEND_SECTIONS: dict[str, type[BaseModel]] = {}
+#: Per engine: a function listing what of a validated config that engine cannot honour, as
+#: (field, reason, fix) triples. The config is refused with one line per problem.
+EngineCheck = Callable[["TrainConfig"], list[tuple[str, str, str]]]
+_ENGINE_CHECKS: dict[str, EngineCheck] = {}
 
 
-def register_backend_section(name: str, model: type[BaseModel]) -> None:
-    """Let a backend own a top-level config section, validated by ``model``."""
+def register_backend_section(name: str, model: type[BaseModel], check: EngineCheck | None = None) -> None:
+    """Let a backend own a top-level config section, validated by ``model``; ``check`` lists
+    the settings of the shared sections that this engine cannot honour."""
     _BACKEND_SECTIONS[name] = model
+    if check is not None:
+        _ENGINE_CHECKS[name] = check
+
+
+def explicitly_set(section: BaseModel, name: str) -> bool:
+    """Whether the user wrote ``name`` in this section (defaults an engine does not use are
+    not refused; values the user asked for are)."""
+    return name in section.model_fields_set
+
+
+def _local_check(cfg: TrainConfig) -> list[tuple[str, str, str]]:
+    out = []
+    if cfg.trainer.mode != "sync":
+        out.append(("trainer.mode", f"{cfg.trainer.mode} is one of veRL's asynchronous trainers; the local "
+                    "engine trains synchronously", "set backend: verl, or trainer.mode: sync"))
+    if cfg.algorithm.advantage == "gae":
+        out.append(("algorithm.advantage", "gae needs a value model (critic), which the verl engine trains and "
+                    "the local engine does not have", "set backend: verl, or advantage: grpo (or rloo, ...)"))
+    return out
+
+
+_ENGINE_CHECKS["local"] = _local_check
+
+
+def _shared_check(cfg: TrainConfig) -> list[tuple[str, str, str]]:
+    out = []
+    if cfg.env.group_reward and cfg.rollout.group_size < 2:
+        out.append(("rollout.group_size", f"env.group_reward ({cfg.env.group_reward}) scores the G samples of "
+                    "a task against each other, and a group of 1 has nothing to compare",
+                    "set rollout.group_size to 2 or more, or remove env.group_reward"))
+    if cfg.env.group_reward and cfg.algorithm.advantage == "turn":
+        out.append(("env.group_reward", "the turn estimator trains on per-turn rewards, and a group reward "
+                    "scores whole trajectories, so it would count for nothing",
+                    "use a sequence-level estimator (algorithm.advantage: grpo, rloo, ...), or remove env.group_reward"))
+    return out
+
+
+def engine_problems(cfg: TrainConfig) -> list[tuple[str, str, str]]:
+    """What of ``cfg`` its engine (``cfg.backend``) cannot honour."""
+    check = _ENGINE_CHECKS.get(cfg.backend)
+    return _shared_check(cfg) + (check(cfg) if check is not None else [])
 
 
 class TrainConfig(BaseModel):
@@ -358,6 +422,15 @@ def format_validation_error(exc: ValidationError, source: str, prefix: tuple[str
     return "\n".join(lines)
 
 
+def off_policy_problem(cfg: TrainConfig) -> str | None:
+    """Why an async config cannot train as it stands (no off-policy correction), or None."""
+    if cfg.rollout.mode == "async" and cfg.algorithm.tis_cap is None and cfg.algorithm.old_logprobs != "sampler":
+        return ("algorithm.tis_cap: rollout.mode async trains on samples from older weights, and nothing corrects "
+                "for them.\n  Fix: set algorithm.tis_cap to a number, e.g. 2.0 (truncated importance sampling "
+                "against the sampler's logprobs).")
+    return None
+
+
 def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> TrainConfig:
     if "backend" in data and data["backend"] not in ("local", *_BACKEND_SECTIONS):
         # A backend registers its section on import: give it the chance before validating.
@@ -365,6 +438,8 @@ def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> Train
     data = dict(data)
     errors: list[str] = []
     for key in [k for k in data if k not in TrainConfig.model_fields]:
+        if key not in _BACKEND_SECTIONS:
+            _import_backend(key)  # a backend's own section (e.g. verl:) registers on import
         section = _BACKEND_SECTIONS.get(key)
         if section is None:
             options = list(TrainConfig.model_fields) + list(_BACKEND_SECTIONS)
@@ -380,9 +455,17 @@ def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> Train
     if errors:
         raise ConfigError("\n".join(errors))
     try:
-        return TrainConfig.model_validate(data)
+        cfg = TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    problems = engine_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {field}: {why} (backend: {cfg.backend}).\n  Fix: {fix}."
+                                    for field, why, fix in problems))
+    problem = off_policy_problem(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return cfg
 
 
 def _import_backend(name: str) -> None:

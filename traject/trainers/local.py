@@ -19,7 +19,7 @@ import random
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,16 @@ import anyio
 import numpy as np
 import torch
 
+from traject.agents.hf.policy import HFPolicy
 from traject.agents.rollouts import Rollouts
 from traject.environments.base import Env
-from traject.rewards.base import Reward
+from traject.rewards.base import GroupReward, Reward
 from traject.trainers.advantage import compute_advantages
 from traject.trainers.batching import select_trainable, sequences_from_trajectories
 from traject.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from traject.trainers.config import TrainConfig
+from traject.trainers.config import ConfigError, TrainConfig, off_policy_problem
 from traject.trainers.metrics import MetricsLogger
+from traject.trainers.offpolicy import Group, InProcessWeights, OffPolicyRollouts, ServerWeights, WeightSink
 from traject.trainers.schedule import make_scheduler
 from traject.trainers.update import PolicyUpdater
 from traject.types import Status, Task, Trajectory
@@ -122,20 +124,25 @@ class LocalTrainer:
 
     Give it a :class:`TrainConfig`; everything else is optional and defaults from the config:
     ``env_factory`` (one fresh Env per episode), ``train_tasks``/``eval_tasks``, ``reward``
-    (default: the env's), ``model``/``tokenizer`` (default: loaded or built per ``config.model``).
+    (default: the env's), ``group_reward`` (default: ``env.group_reward``'s), ``model``/``tokenizer`` (default: loaded or built per ``config.model``).
     ``log`` receives one line of text per notable event (the CLI prints them).
     """
 
     def __init__(self, config: TrainConfig, *, env_factory: Callable[[], Env] | None = None,
                  train_tasks: Sequence[Task] | None = None, eval_tasks: Sequence[Task] | None = None,
                  reward: Reward | None = None, model: torch.nn.Module | None = None, tokenizer: Any = None,
-                 log_fn: Callable[[str], None] | None = None) -> None:
+                 log_fn: Callable[[str], None] | None = None, group_reward: GroupReward | None = None) -> None:
         self.config = config
         self.out_dir = Path(config.trainer.out_dir)
         self._env_factory = env_factory
         self._train_tasks = list(train_tasks) if train_tasks is not None else None
         self._eval_tasks = list(eval_tasks) if eval_tasks is not None else None
         self.reward = reward
+        if group_reward is None and config.env.group_reward:
+            from traject.trainers.group_reward import load_group_reward
+
+            group_reward = load_group_reward(config.env.group_reward, dict(config.env.group_reward_args))
+        self.group_reward = group_reward  # scores each task's G samples together (G > 1 only)
         self.model = model
         self.tokenizer = tokenizer
         self.log = log_fn or (lambda msg: log.info(msg))
@@ -204,9 +211,12 @@ class LocalTrainer:
     def setup(self) -> None:
         if self._ready:
             return
-        from traject.agents.hf import HFPolicy, HFPolicyConfig
+        from traject.agents.hf import HFPolicyConfig
 
         cfg = self.config
+        problem = off_policy_problem(cfg)
+        if problem:
+            raise ConfigError(f"training config: {problem}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(cfg.to_yaml())
         torch.manual_seed(cfg.trainer.seed)
@@ -223,8 +233,28 @@ class LocalTrainer:
         common = dict(tool_format=cfg.model.tool_format, chat_template=resolve_chat_template(cfg.model.chat_template), max_new_tokens=rc.max_new_tokens,
                       max_batch_size=max(1, min(rc.concurrency, rc.group_size * rc.tasks_per_step)),
                       max_model_len=cfg.model.max_seq_len, seed=cfg.trainer.seed)
-        self.policy = HFPolicy(self.model, self.tokenizer, HFPolicyConfig(
-            temperature=rc.temperature, top_p=rc.top_p, **common))
+        # Sampling: in-process, from the model itself (sync) or its own copy of the weights
+        # (async: the model trains meanwhile), or through a server (rollout.server_url).
+        self.sampler_model: torch.nn.Module | None = self.model
+        self._weights: WeightSink | None = None
+        if rc.server_url:
+            from traject.agents.completions_policy import CompletionsPolicy, CompletionsPolicyConfig
+
+            self.sampler_model = None
+            self.policy = CompletionsPolicy(CompletionsPolicyConfig(
+                model=_served_model_name(cfg), base_url=rc.server_url, temperature=rc.temperature, top_p=rc.top_p,
+                max_tokens=rc.max_new_tokens, max_model_len=cfg.model.max_seq_len, tool_format=cfg.model.tool_format,
+                chat_template=common["chat_template"]), tokenizer=self.tokenizer)
+            self._weights = ServerWeights(self.model, self.tokenizer, self.policy, self.out_dir / "pushed_weights")
+        else:
+            if rc.mode == "async":
+                self.sampler_model = copy.deepcopy(self.model).eval()
+                for p in self.sampler_model.parameters():
+                    p.requires_grad_(False)
+            self.policy = HFPolicy(self.sampler_model, self.tokenizer, HFPolicyConfig(
+                temperature=rc.temperature, top_p=rc.top_p, **common))
+            if rc.mode == "async":
+                self._weights = InProcessWeights(self.model, self.policy)
         self.eval_policy = HFPolicy(self.model, self.tokenizer, HFPolicyConfig(
             temperature=cfg.eval.temperature, **common))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
@@ -256,7 +286,6 @@ class LocalTrainer:
 
     def save(self) -> Path:
         assert self.model is not None
-        self.state["policy_version"] = self.policy.version
         # What the logs held when this state was saved: a resumed run cuts them back to it.
         self.state["log_sizes"] = {name: (self.out_dir / name).stat().st_size if (self.out_dir / name).exists() else 0
                                    for name in _LOGS}
@@ -274,7 +303,9 @@ class LocalTrainer:
         state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.step = int(state.pop("step"))
         self.state.update(state)
-        self.policy.version = self.eval_policy.version = int(self.state.get("policy_version", 0))
+        self.eval_policy.version = int(self.state.get("policy_version", 0))
+        if isinstance(self.policy, HFPolicy):
+            self.policy.version = self.eval_policy.version
         if (path / "ref_model.pt").exists():
             self.ref_model = copy.deepcopy(self.model).eval()
             self.ref_model.load_state_dict(torch.load(path / "ref_model.pt", weights_only=True))
@@ -289,7 +320,8 @@ class LocalTrainer:
 
     async def rollout(self, tasks: Sequence[Task], *, group_size: int, seed: int, policy: Any) -> list[Trajectory]:
         engine = Rollouts(policy, self.env_factory, group_size=group_size, concurrency=self.config.rollout.concurrency,
-                          episode_timeout_s=self.config.rollout.episode_timeout_s, reward=self.reward, seed=seed)
+                          episode_timeout_s=self.config.rollout.episode_timeout_s, reward=self.reward, seed=seed,
+                          group_reward=self.group_reward if group_size > 1 else None)
         trajs = await engine.run(list(tasks))
         order = {t.id: i for i, t in enumerate(tasks)}
         trajs.sort(key=lambda t: (order.get(t.task_id, 0), t.sample_index))
@@ -347,7 +379,7 @@ class LocalTrainer:
             conversations = conversations_from_trajectories(demos, tools, only_successful=sc.only_successful)
             self.log(f"sft: {len(conversations)} demonstrations from {sc.script} "
                      f"(success {_mean([float(t.success) for t in demos]):.2f})")
-        seqs = supervised_sequences(self.policy.renderer, conversations, max_len=self.config.model.max_seq_len)
+        seqs = supervised_sequences(self.eval_policy.renderer, conversations, max_len=self.config.model.max_seq_len)
 
         def on_step(i: int, m: dict[str, float]) -> None:
             if i % 10 == 0:
@@ -372,19 +404,86 @@ class LocalTrainer:
         t0 = time.perf_counter()
         tasks = self.step_tasks(step)
         trajs = await self.rollout(tasks, group_size=cfg.rollout.group_size,
-                                   seed=(cfg.trainer.seed * 1_000_003 + step) % 2**62, policy=self.policy)
+                                   seed=self._rollout_seed(step), policy=self.policy)
         t_roll = time.perf_counter()
+        if self._weights is None:
+            metrics = await self._learn(trajs, updater, step=step, t0=t0, t_roll=t_roll)
+        else:  # a server samples: it gets the new weights before the next step
+            version = int(self.state["policy_version"]) + 1
+            metrics = await self._learn(trajs, updater, step=step, t0=t0, t_roll=t_roll, version=version)
+            await self._weights.push(version)
+            metrics["time/push_s"] = time.perf_counter() - t0 - metrics["time/step_s"]
+            metrics["time/step_s"] = time.perf_counter() - t0
+        self.metrics.log(step, metrics)
+        self.step += 1
+        return metrics
+
+    def _rollout_seed(self, step: int) -> int:
+        return (self.config.trainer.seed * 1_000_003 + step) % 2**62
+
+    def off_policy_rollouts(self) -> OffPolicyRollouts:
+        """The producer of ``rollout.mode: async`` (used as ``async with``), from this step on."""
+        rc = self.config.rollout
+        return OffPolicyRollouts(self.policy, self.env_factory, tasks_for_batch=self.step_tasks,
+                                 seed_for_batch=self._rollout_seed, group_size=rc.group_size,
+                                 groups_per_step=rc.tasks_per_step, max_off_policy_steps=rc.max_off_policy_steps,
+                                 on_stale=rc.on_stale, concurrency=rc.concurrency,
+                                 episode_timeout_s=rc.episode_timeout_s, reward=self.reward,
+                                 version=int(self.state["policy_version"]), start_batch=self.step)
+
+    async def async_train_step(self, rl: OffPolicyRollouts, updater: PolicyUpdater) -> dict[str, Any]:
+        """One step of ``rollout.mode: async``: the next batch within the staleness bound (the
+        producer keeps generating meanwhile), an update in a worker thread, the weights pushed
+        to the sampling policy."""
+        step = self.step
+        t0 = time.perf_counter()
+
+        async def learn(groups: list[Group]) -> dict[str, Any]:
+            t_roll = time.perf_counter()
+            stats = rl.take_stats()
+            trajs = [t for g in groups for t in g.trajectories]
+            for g in groups:
+                for t in g.trajectories:
+                    t.info["staleness"] = g.staleness(rl.version)
+            m = await self._learn(trajs, updater, step=step, t0=t0, t_roll=t_roll, version=rl.version + 1)
+            m.update(stats.as_metrics())
+            m["offpolicy/groups_in_flight"] = rl.in_flight
+            return m
+
+        assert self._weights is not None
+        metrics = await rl.step(learn, self._weights)
+        t_end = time.perf_counter()
+        metrics["time/push_s"] = t_end - t0 - metrics["time/step_s"]
+        metrics["time/step_s"] = t_end - t0
+        if isinstance(self.policy, HFPolicy):
+            metrics["sampler/busy_s"] = self.policy.busy_s
+        self.metrics.log(step, metrics)
+        self.step += 1
+        return metrics
+
+    async def _learn(self, trajs: list[Trajectory], updater: PolicyUpdater, *, step: int, t0: float,
+                     t_roll: float, version: int | None = None) -> dict[str, Any]:
+        """Advantages, the update, the trajectories written, the step's metrics. ``version`` is
+        the version the update makes when the sampler has weights of its own (async, or a
+        server); the update then runs in a worker thread, so generation goes on meanwhile."""
+        cfg = self.config
         kept, drops = select_trainable(trajs)
         advantages = compute_advantages(kept, cfg.algorithm)
         seqs = sequences_from_trajectories(kept, advantages, max_len=cfg.model.max_seq_len, stats=drops)
         t_adv = time.perf_counter()
-        upd = updater.update(seqs, step=step)
+        if version is None:
+            upd = updater.update(seqs, step=step)
+        else:
+            upd = await anyio.to_thread.run_sync(lambda: updater.update(seqs, step=step))
         with warnings.catch_warnings():
             # The schedule counts trainer steps, also those whose update was skipped.
             warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
             self.scheduler.step()
-        self.policy.version += 1
-        self.eval_policy.version = self.policy.version
+        if version is None:  # the sampler shares the model
+            self.policy.version += 1
+            version = self.policy.version
+        self.state["policy_version"] = version
+        self.eval_policy.version = version
         t_upd = time.perf_counter()
         for t in trajs:
             t.info["phase"] = "train"
@@ -407,15 +506,13 @@ class LocalTrainer:
             "status/timeout": sum(t.status is Status.TIMEOUT for t in trajs),
             "advantage/nonzero_frac": _mean([float(any(a != 0 for a in (x if isinstance(x, list) else [x])))
                                              for x in advantages]),
-            "lr": self.scheduler.get_last_lr()[0], "policy_version": self.policy.version,
+            "lr": self.scheduler.get_last_lr()[0], "policy_version": version,
             "time/rollout_s": t_roll - t0, "time/advantage_s": t_adv - t_roll, "time/update_s": t_upd - t_adv,
             "time/log_s": t_end - t_upd, "time/step_s": t_end - t0,
             "throughput/rollout_tokens_per_s": gen_tokens / max(t_roll - t0, 1e-9),
             **drops.as_metrics(), **upd,
         }
         metrics["throughput/train_tokens_per_s"] = upd.get("update/tokens_per_s", 0.0)
-        self.metrics.log(step, metrics)
-        self.step += 1
         return metrics
 
     def _write_trajectories(self, trajs: Sequence[Trajectory]) -> None:
@@ -446,21 +543,20 @@ class LocalTrainer:
             evals[eval_before] = await self.evaluate(eval_before)
             self.save()
         updater = self._make_updater()
-        while self.step < cfg.trainer.steps:
-            m = await self.train_step(updater)
-            kl = f" kl(ref) {m['update/kl']:.4f}" if "update/kl" in m else ""
-            ent = f" entropy {m['update/entropy']:.3f}" if "update/entropy" in m else ""
-            self.log(f"step {self.step}/{cfg.trainer.steps}: reward {m['reward/mean']:.3f} success {m['success']:.2f}"
-                     f"{kl}{ent} ({m['time/rollout_s']:.1f}s rollout, {m['time/update_s']:.1f}s update)")
-            every = cfg.trainer.checkpoint_every
-            if every and self.step % every == 0 and self.step < cfg.trainer.steps:
-                self.save()
-            if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.trainer.steps and self.eval_tasks:
-                await self.evaluate(f"step{self.step}")
-            if stop_after is not None and self.step >= stop_after:
-                self.save()
-                return TrainResult(self.out_dir, self.step, evals, self.state.get("sft_metrics", {}),
-                                   time.perf_counter() - t0)
+        if self._weights is not None:
+            # The sampler starts from the weights as they are now (after SFT, or resumed).
+            await self._weights.push(int(self.state["policy_version"]))
+        if cfg.rollout.mode == "async":
+            async with self.off_policy_rollouts() as rl:
+                stopped = await self._train_steps(lambda: self.async_train_step(rl, updater), stop_after)
+        else:
+            stopped = await self._train_steps(lambda: self.train_step(updater), stop_after)
+        if self.config.rollout.server_url:
+            await self.policy.aclose()
+        if stopped:
+            self.save()
+            return TrainResult(self.out_dir, self.step, evals, self.state.get("sft_metrics", {}),
+                               time.perf_counter() - t0)
         if self.eval_tasks and cfg.trainer.steps > 0 and "final" not in self.state["evals"]:
             evals["final"] = await self.evaluate("final")
         self.save()
@@ -477,8 +573,32 @@ class LocalTrainer:
         self.metrics.close()
         return TrainResult(self.out_dir, self.step, evals, self.state.get("sft_metrics", {}), time.perf_counter() - t0)
 
+    async def _train_steps(self, train_step: Callable[[], Awaitable[dict[str, Any]]],
+                           stop_after: int | None) -> bool:
+        """RL steps with their checkpoints and evaluations; True when ``stop_after`` ended them."""
+        cfg = self.config
+        while self.step < cfg.trainer.steps:
+            m = await train_step()
+            kl = f" kl(ref) {m['update/kl']:.4f}" if "update/kl" in m else ""
+            ent = f" entropy {m['update/entropy']:.3f}" if "update/entropy" in m else ""
+            self.log(f"step {self.step}/{cfg.trainer.steps}: reward {m['reward/mean']:.3f} success {m['success']:.2f}"
+                     f"{kl}{ent} ({m['time/rollout_s']:.1f}s rollout, {m['time/update_s']:.1f}s update)")
+            every = cfg.trainer.checkpoint_every
+            if every and self.step % every == 0 and self.step < cfg.trainer.steps:
+                self.save()
+            if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.trainer.steps and self.eval_tasks:
+                await self.evaluate(f"step{self.step}")
+            if stop_after is not None and self.step >= stop_after:
+                return True
+        return False
+
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         return anyio.run(lambda: self.arun(stop_after=stop_after))
+
+
+def _served_model_name(cfg: TrainConfig) -> str:
+    """The model's name in requests to a server (traject serve answers whatever it is)."""
+    return Path(cfg.model.path).name if cfg.model.path else "traject-tiny"
 
 
 def _mean(xs: Sequence[float]) -> float:

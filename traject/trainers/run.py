@@ -47,4 +47,15 @@ def train(path: str | Path, overrides: list[str] | None = None, *, backend: str 
           log_fn: Callable[[str], None] = print) -> Any:
     """Load, validate and run a training config (``backend`` overrides the config's)."""
     config = load_config(path, overrides, backend=backend)
+    check_env(config, str(path))  # before any weights are loaded or a run directory is written
     return runner_for(config.backend)(config, log_fn)
+
+
+def check_env(config: TrainConfig, source: str) -> None:
+    from traject.environments.registry import registry
+
+    try:
+        registry.get(config.env.name)
+    except KeyError as exc:
+        raise ConfigError(f"{source}: field 'env.name': {exc.args[0]}. Fix: name a registered env "
+                          "(`traject envs`) or MODULE:ENTRY.") from None

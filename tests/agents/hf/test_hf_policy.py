@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from traject.agents import Rollouts  # noqa: E402
 from traject.agents.hf import HFPolicy  # noqa: E402
-from traject.agents.policy import PolicyError  # noqa: E402
+from traject.agents.policy import ContextExhausted  # noqa: E402
 from traject.environments.builtin.lookup import SYSTEM_PROMPT, lookup, lookup_tasks, submit  # noqa: E402
 from traject.environments.tool_env import ToolEnv  # noqa: E402
 from traject.episode import EpisodeInfo, reset_episode, set_episode  # noqa: E402
@@ -206,7 +206,8 @@ def test_in_memory_model_sampling_options_and_errors(sft_path: Path) -> None:
     with pytest.raises(ValueError, match="not a torch dtype"):
         HFPolicy(sft_path, dtype="float33")
     full = HFPolicy(model, tok, max_model_len=50)
-    with pytest.raises(PolicyError, match="fills the model's context of 50"):
+    # A full context is the agent's own truncation (scored), not an infra failure.
+    with pytest.raises(ContextExhausted, match="fills the model's context of 50"):
         anyio.run(full.act, [Message.system(SYSTEM_PROMPT), *msgs], TOOLS)
 
 

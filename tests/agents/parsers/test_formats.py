@@ -123,3 +123,39 @@ def test_render_tools_names_every_tool(name: str) -> None:
     tools = [ToolSchema(name="lookup", description="Find a price."), ToolSchema(name="submit")]
     text = get_format(name).render_tools(tools)
     assert "lookup" in text and "submit" in text
+
+
+@pytest.mark.parametrize("text", [
+    "{'name': 'lookup', 'parameters': {'item': 'fig'}}",
+    "<|python_tag|>{'name': 'lookup', 'parameters': {'item': 'fig'}}",
+    "{\u201cname\u201d: \u201clookup\u201d, \u201cparameters\u201d: {\u201citem\u201d: \u201cfig\u201d}}",
+    "  {\u2018name\u2019: \u2018lookup\u2019, \u2018parameters\u2019: {}}",
+])
+def test_llama3_wrongly_quoted_call_is_a_botched_call(text: str) -> None:
+    out = Llama3JsonFormat().parse(text)
+    assert out.content == "" and len(out.tool_calls) == 1, out
+    call = out.tool_calls[0]
+    assert call.error is not None and "straight double quotes" in call.error
+    assert call.raw is not None and "lookup" in call.raw
+    # A JSON answer with quotes inside its strings stays an answer.
+    assert Llama3JsonFormat().parse('{"answer": "it\'s \u201cfig\u201d"}').tool_calls == []
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_lone_surrogates_become_replacement_characters(name: str) -> None:
+    f = get_format(name)
+    good = {"hermes": '<tool_call>{"name": "a\ud800", "arguments": {}}</tool_call>',
+            "llama3_json": '<|python_tag|>{"name": "a\ud800", "parameters": {}}',
+            "mistral": '[TOOL_CALLS][{"name": "a\ud800", "arguments": {}}]',
+            "pythonic": "[a\ud800(x=1)]",
+            "openai": '{"content": "hi", "tool_calls": [{"function": {"name": "a\ud800", "arguments": "{}"}}]}'}[name]
+    for text in ("note \udfff here " + good, good + " \ud83d"):
+        out = f.parse(text)
+        dumped = out.model_dump_json()
+        dumped.encode("utf-8")
+        assert "\ufffd" in dumped
+        for call in out.tool_calls:
+            for field in (call.raw, call.name, call.error, call.id, out.content):
+                assert field is None or "\ud800" not in field and "\udfff" not in field
+    # A surrogate pair split into two code units is joined back, not replaced.
+    assert get_format("hermes").parse("ok \ud83d\ude00").content == "ok \U0001f600"

@@ -333,3 +333,102 @@ def test_bad_domains_name_the_file(tau2_domain, tmp_path):
     (tau2_domain / "tools.py").unlink()
     with pytest.raises(DomainError, match="has no tools: put a tools.py"):
         load_domain(tau2_domain)
+
+
+def test_no_split_loads_every_task_and_a_chosen_subset_warns(tau2_domain, recwarn):
+    tasks = traject.load_tasks("customer_service", path=tau2_domain)
+    assert [t.id for t in tasks] == ["library/lend", "library/overdue"] and not recwarn.list
+    # tau2's split file with a 'base' split smaller than tasks.json: all load, and the warning says so
+    (tau2_domain / "split_tasks.json").write_text(json.dumps({"base": ["lend"], "train": ["lend"], "test": ["overdue"]}))
+    from traject.environments.customer_service.tasks import domain_tasks
+
+    domain = load_domain(tau2_domain)
+    with pytest.warns(UserWarning, match=r"all 2 tasks of tasks.json load; tau2's default split 'base' has 1"):
+        assert len(domain_tasks(domain)) == 2
+    assert [t.id for t in domain_tasks(domain, "base")] == ["library/lend"]
+    # a split asked of a domain without a split file: every task, loudly
+    (tau2_domain / "split_tasks.json").unlink()
+    with pytest.warns(UserWarning, match=r"has no split_tasks.json: split 'train' loads all 2 tasks"):
+        assert len(domain_tasks(load_domain(tau2_domain), "train")) == 2
+
+
+def _eval_gold(tau2_domain, tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from traject.eval.task_file import write_task_file
+
+    task_file = tmp_path / "library.jsonl"
+    write_task_file(task_file, traject.load_tasks("customer_service", path=tau2_domain))
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path / "marks")]), "COLUMNS": "120"}
+    env.pop("TRAJECT_USER_BASE_URL", None)  # no user model anywhere
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "traject", "eval", "--env", "customer_service", "--policy", "gold",
+                           "--tasks", str(task_file), "-o", str(run), "-q"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = (run / "trajectories.jsonl").read_text().splitlines()
+    return {t["task_id"]: t for t in map(json.loads, lines)}
+
+
+def test_gold_replay_command_needs_no_user_model_and_records_tau2s_hashes(tau2_domain, tmp_path):
+    trajs = _eval_gold(tau2_domain, tmp_path)
+    assert set(trajs) == {"library/lend", "library/overdue"}
+    for raw in TASKS:
+        traj = trajs[f"library/{raw['id']}"]
+        assert traj["status"] == "completed", traj.get("error")
+        last = traj["steps"][-1]["info"]
+        agent_hash, user_hash = tau2_reference_hashes(tau2_domain, raw)
+        # tau2's own hashes, beside traject's: the replayed state is tau2's gold state
+        assert (last["tau2_db_hash"], last["tau2_gold_db_hash"]) == (agent_hash, agent_hash)
+        assert (last["tau2_user_db_hash"], last["tau2_gold_user_db_hash"]) == (user_hash, user_hash)
+        assert last["db_match"] is True and last["db_state_hash"] == last["gold_state_hash"]
+    lend = trajs["library/lend"]
+    calls = [c["name"] for s in lend["steps"] for c in s["action"]["tool_calls"]]
+    assert calls == ["get_member", "lend_book", "lend_book"] and lend["reward"]["total"] == 1.0
+    # the overdue task's gold has the user clear the phone: the model-free customer did it
+    overdue = trajs["library/overdue"]
+    assert overdue["steps"][-1]["info"]["user_state"]["done_reason"] == "gold_replay_finished"
+    assert overdue["reward"]["failed"]  # NL_ASSERTION needs a judge: failed, never 0
+
+
+@pytest.mark.anyio
+async def test_hashing_is_once_per_write_on_a_large_database(tau2_domain, monkeypatch):
+    big = json.loads(json.dumps(DB))
+    big["books"].update({f"x{i}": {"book_id": f"x{i}", "title": f"Volume {i} " + "lorem ipsum " * 8, "copies": 3}
+                         for i in range(20_000)})
+    (tau2_domain / "db.json").write_text(json.dumps(big))
+    assert (tau2_domain / "db.json").stat().st_size > 2_000_000
+    from traject.environments.customer_service import state as state_module
+    from traject.environments.customer_service.tasks import gold_hashes, task_domain
+    from traject.rewards.verifiers import db_state
+
+    [task] = traject.load_tasks("customer_service", path=tau2_domain, split="train")
+    gold_hashes(*task_domain(task))  # memoised per task: not part of the episode's cost
+    counts = {"traject": 0, "tau2": 0}
+    real_canonical, real_db_hash = db_state.canonical_json, state_module.db_hash
+
+    def canonical(state):
+        counts["traject"] += 1
+        return real_canonical(state)
+
+    def tau2_hash(db):
+        counts["tau2"] += 1
+        return real_db_hash(db)
+
+    monkeypatch.setattr(db_state, "canonical_json", canonical)
+    monkeypatch.setattr(state_module, "db_hash", tau2_hash)
+    reads = [Message.assistant(tool_calls=[ToolCall(name="get_member", arguments={"member_id": "m1"})])] * 5
+    script = [*reads, Message.assistant(tool_calls=[ToolCall(name="lend_book", arguments={"member_id": "m1",
+                                                                                        "book_id": "b1"})]),
+              *reads, Message.assistant("Done.")]
+    env = traject.make("customer_service", user="gold")
+    traj = await AgentLoop(ScriptedPolicy(script)).run(env, task)
+    assert traj.status is Status.COMPLETED and len(traj.steps) == 12
+    # 12 steps, one write: the env hashed once at the first step and once after the write (tau2's
+    # hash covers the user's database too where it has its own); the DB reward hashed its gold
+    # replay once, at the end. Per step it would be 12 + 1 and 24.
+    assert counts["traject"] == 2 + 1 and counts["tau2"] == 2 * 2, counts
+    assert traj.steps[-1].info["db_match"] is True and traj.reward.total == 1.0

@@ -45,13 +45,14 @@ async def test_full_episode_emotion_trace_and_reward(chat_server, policy):
     ])
     user = chat_server(sentient_user([12, 20, 40], ["they gave it to the new guy.", "yeah. exactly that.",
                                                      "thanks. really. bye for now."]))
-    env = traject.make("empathy", user_base_url=user.url)
+    env = traject.make("empathy", user_base_url=user.url, rules="rlver")
     traj = await AgentLoop(policy(agent)).run(env, task)
     assert traj.status is Status.COMPLETED and traj.num_turns == 3
     assert traj.messages[1].text == task.data["profile"]["first_talk"]
     states = [s.info["user_state"] for s in traj.steps]
     assert [s["emotion"] for s in states] == [42, 62, 100] and states[-1]["emotion_trace"] == [30, 42, 62, 100]
-    assert states[-1]["done_reason"] == "emotion_high"
+    # RLVER's rollouts end at 100 only through the user's goodbye (SAGE's end there by rule).
+    assert states[-1]["done_reason"] == "goodbye" and states[-1]["rules"] == "rlver"
     assert traj.reward.total == 1.0 and traj.reward.per_turn == [0.42, 0.62, 1.0]
     # the user (analyser and reply calls alike) never saw the agent's thinking
     assert "SECRET-THOUGHT" not in json.dumps([r.body for r in user.requests]) and len(user.requests) == 6
@@ -84,3 +85,5 @@ def test_profiles_from_a_file(tmp_path):
     path.write_text(json.dumps({"id": "r1", "player": "p", "scene": "s", "main_cha": "m", "topic": "t"}) + "\n")
     [task] = traject.load_tasks("empathy", path=path)
     assert task.id == "empathy-r1" and task.data["profile"]["topic"] == "t"
+    assert task.metadata["rules"] == "rlver"  # an RLVER profile line: RLVER's rules by default
+    assert {t.metadata["rules"] for t in traject.load_tasks("empathy")} == {"sage"}  # built-ins are SAGE-shaped

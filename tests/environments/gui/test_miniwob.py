@@ -4,6 +4,9 @@ until ``core.startEpisodeReal()``, ``Math.seedrandom``, WOB_* globals set by ``c
 
 from __future__ import annotations
 
+import time
+
+import anyio
 import pytest
 
 import traject
@@ -114,12 +117,107 @@ async def test_miniwob_pages_are_seeded_and_their_reward_is_read(browsers, miniw
         await env.aclose()
 
     target = utterance.split()[-1].rstrip(".")
+    t0 = time.monotonic()
     traj = await AgentLoop(ScriptedPolicy(click_named(target))).run(GuiEnv(observation=["screenshot", "dom"]), tasks[0])
+    elapsed = time.monotonic() - t0
     page = traj.steps[-1].info["gui"]["page"]
     assert traj.status is Status.COMPLETED and page["raw_reward"] == 1.0
-    assert 0.9 < page["reward"] <= 1.0 and page["reason"] == f"clicked {target} in train"
+    # scaled by the page's own 10 s limit (MiniWoB's default), not by a limit the driver set
+    assert 1.0 - elapsed / 10.0 <= page["reward"] < 1.0 and page["reason"] == f"clicked {target} in train"
     assert traj.reward.total == 1.0
 
     wrong = next(n for n in ("ONE", "TWO", "THREE") if n != target)
     traj = await AgentLoop(ScriptedPolicy(click_named(wrong))).run(GuiEnv(observation=["screenshot", "dom"]), tasks[0])
     assert traj.reward.total == -1.0 and not traj.reward.success
+
+
+# Pages in MiniWoB++'s own format with their own timer: one ends with a time-scaled reward that
+# reports the elapsed time it saw, one ends only when its timer runs out, one has a covered
+# button and one below the screen.
+TIMED_PAGE = """<!DOCTYPE html><html><head><link rel="stylesheet" href="../core/core.css">
+<script src="../core/core.js"></script><script>
+core.EPISODE_MAX_TIME = 4000;
+var genProblem = function () {
+  document.getElementById('query').textContent = 'Click GO (mode ' + WOB_DATA_MODE + ').';
+  var area = document.getElementById('area'); area.innerHTML = '';
+  var b = document.createElement('button'); b.textContent = 'GO';
+  b.onclick = function () { core.endEpisode(1, true, 'dt=' + (new Date().getTime() - core.ept0)); };
+  area.appendChild(b);
+};
+</script></head><body><div id="wrap"><div id="query"></div><div id="area"></div></div></body></html>"""
+TIMER_ONLY_PAGE = """<!DOCTYPE html><html><head><link rel="stylesheet" href="../core/core.css">
+<script src="../core/core.js"></script><script>
+core.EPISODE_MAX_TIME = 400;
+var genProblem = function () {
+  document.getElementById('query').textContent = 'Watch the square.';
+  document.getElementById('area').innerHTML = '<div style="width:40px;height:40px;background:red">sq</div>';
+};
+</script></head><body><div id="wrap"><div id="query"></div><div id="area"></div></div></body></html>"""
+LAYOUT_PAGE = """<!DOCTYPE html><html><head><link rel="stylesheet" href="../core/core.css">
+<script src="../core/core.js"></script><script>
+var genProblem = function () {
+  document.getElementById('query').textContent = 'Press OK.';
+  document.getElementById('area').innerHTML =
+    '<button id="ok" style="position:absolute;left:10px;top:80px">OK</button>' +
+    '<div style="position:absolute;left:0;top:70px;width:160px;height:40px;background:#888">overlay</div>' +
+    '<button style="position:absolute;left:10px;top:900px">FAR</button>';
+};
+</script></head><body><div id="wrap"><div id="query"></div><div id="area"></div></div></body></html>"""
+
+
+@pytest.fixture
+def timed_dir(miniwob_dir):
+    for name, page in (("timed", TIMED_PAGE), ("timer-only", TIMER_ONLY_PAGE), ("layout", LAYOUT_PAGE)):
+        (miniwob_dir / f"{name}.html").write_text(page)
+    return miniwob_dir
+
+
+def _dt(reason: str) -> float:
+    return float(reason.removeprefix("dt="))
+
+
+async def test_page_keeps_its_own_time_limit_and_miniwob_scaling(browsers, timed_dir):
+    [task] = traject.load_tasks("miniwob", path=str(timed_dir), names=["timed"], split="test")
+    assert task.data["data_mode"] == "train"  # MiniWoB++'s harness default, whatever the split
+    for override, limit_ms in ((None, 4000), (7.5, 7500)):
+        env = GuiEnv(observation=["screenshot", "dom"], page_time_limit_s=override)
+        traj = await AgentLoop(ScriptedPolicy(click_named("GO"))).run(env, task)
+        page = traj.steps[-1].info["gui"]["page"]
+        assert "mode train" in traj.messages[1].text and page["raw_reward"] == 1.0
+        # MiniWoB++'s formula: reward * max(0, 1 - elapsed / EPISODE_MAX_TIME), with the page's limit
+        assert page["reward"] == pytest.approx(1.0 - _dt(page["reason"]) / limit_ms, abs=2e-3), override
+    env = GuiEnv(observation=["screenshot", "dom"], page_time_limit_s="none")
+    traj = await AgentLoop(ScriptedPolicy(click_named("GO"))).run(env, task)
+    assert traj.steps[-1].info["gui"]["page"]["reward"] == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_a_page_that_ends_only_on_its_timer_ends(browsers, timed_dir):
+    [task] = traject.load_tasks("miniwob", path=str(timed_dir), names=["timer-only"])
+    waits = ScriptedPolicy([Message.assistant(tool_calls=[ToolCall(name="wait", arguments={"seconds": 2})])] * 5)
+    traj = await AgentLoop(waits).run(GuiEnv(), task)
+    assert traj.status is Status.COMPLETED and len(traj.steps) == 1
+    assert traj.steps[0].info["gui"]["page"] == {"done": True, "reward": -1.0, "raw_reward": -1.0,
+                                                 "reason": "timed out"}
+
+    async def slow_click(messages, tools):  # the timer runs out while the policy thinks
+        await anyio.sleep(1.5)
+        return Message.assistant(tool_calls=[ToolCall(name="click", arguments={"x": 80, "y": 100})])
+
+    traj = await AgentLoop(ScriptedPolicy(slow_click)).run(GuiEnv(), task)
+    assert traj.status is Status.COMPLETED and len(traj.steps) == 1
+    # the click was not run: on MiniWoB++'s START cover it would have begun a new episode
+    assert traj.messages[-2].text.startswith("Error: not run: the page had ended the episode")
+    assert traj.steps[0].info["gui"]["page"]["reason"] == "timed out" and traj.reward.total == -1.0
+
+
+async def test_dom_listing_says_covered_or_outside(browsers, timed_dir):
+    [task] = traject.load_tasks("miniwob", path=str(timed_dir), names=["layout"])
+    env = GuiEnv(observation=["dom"])
+    try:
+        first = await env.reset(task)
+        dom = {e.text: e for e in parse_dom(first[-1].text.split("Elements:", 1)[1])}
+        assert dom["OK"].placement == "covered" and dom["FAR"].placement == "outside"
+        assert dom["overlay"].placement == "visible"
+        assert "offscreen" not in first[-1].text
+    finally:
+        await env.aclose()

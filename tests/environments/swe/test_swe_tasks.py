@@ -160,3 +160,26 @@ def test_metrics():
     m = swe_metrics(trajs)
     assert (m.episodes, m.infra_errors) == (3, 1)
     assert (m.completion_rate, m.modification_rate, m.resolve_rate) == pytest.approx((2 / 3, 2 / 3, 1 / 3))
+
+
+@pytest.mark.parametrize("values", [None, {"patch_fails": 0.2, "resolved": 0.5}])
+async def test_step_rewards_never_lift_a_failed_patch_to_a_resolved_score(values):
+    from traject.environments.swe.reward import StepRewardConfig
+
+    failing = {"t.py::f[a b]": "FAILED", "t.py::f[a": "FAILED", "t.py::g": "PASSED"}
+    passing = {"t.py::f[a b]": "PASSED", "t.py::f[a": "PASSED", "t.py::g": "PASSED"}
+    # An episode that piles up step rewards: 40 valid calls, 40 edits, 40 test runs.
+    busy = _traj(submitted=True, modified=True, statuses=failing, steps=40, edits=40)
+    for s in busy.steps:
+        s.info["swe"]["tests_run"] = True
+    lazy_win = _traj(submitted=True, modified=True, statuses=passing, steps=1, edits=0)
+    lazy_win.steps[0].tool_results = []
+    lazy_win.steps[0].info["swe"]["tests_run"] = False
+    # Even a config that asks for uncapped step rewards is capped below the margin.
+    for steps in (None, StepRewardConfig(max_total=None), StepRewardConfig(max_total=5.0)):
+        gra = swe_reward(gate="patch_fails", values=values, steps=steps)
+        failed = await gra.score(busy, TASK)
+        resolved = await gra.score(lazy_win, TASK)
+        assert failed.total > SweOutcome(values).values["patch_fails"]  # the steps are paid...
+        assert failed.total < resolved.total  # ...but never up to a resolved patch
+        assert resolved.success and not failed.success

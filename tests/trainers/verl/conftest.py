@@ -24,21 +24,41 @@ def compose_verl_config(overrides: list[str]):
         return compose(config_name="ppo_trainer", overrides=overrides)
 
 
+def verl_config(tmp_path, model, *, env_name: str = "lookup", n_tasks: int = 3, group_size: int = 2,
+                response_length: int = 512, env_config=None, tasks=None, **sections):
+    """traject's one TrainConfig, for the veRL engine, on ``env_name``'s tasks (no eval set)."""
+    from traject.trainers.config import config_from_dict
+
+    data = {"backend": "verl",
+            "model": {"path": str(model), "max_seq_len": 1024 + response_length},
+            "env": {"name": env_name, "config": env_config or {},
+                    "tasks": tasks or {"split": "train", "n": n_tasks, "seed": 3}},
+            "eval": {"tasks": {}},
+            "rollout": {"group_size": group_size, "tasks_per_step": n_tasks},
+            "trainer": {"out_dir": str(tmp_path / "run")},
+            "verl": {"agent_workers": 2, "max_prompt_length": 1024}}
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return config_from_dict(data)
+
+
+@pytest.fixture
+def make_config():
+    """``make_config(tmp_path, model, **options)``: see verl_config."""
+    return verl_config
+
+
 @pytest.fixture
 def verl_setup(tmp_path, tiny_model):
     """Export lookup tasks and compose the full main_ppo config for them; returns a factory
-    ``setup(n_tasks=..., group_size=..., response_length=..., **train_fields)``."""
-    from traject.trainers.verl.config import TrainConfig
-    from traject.trainers.verl.launcher import hydra_overrides, prepare
+    ``setup(n_tasks=..., group_size=..., response_length=..., extra=[hydra overrides], **sections)``."""
+    from traject.trainers.verl.launcher import compose, hydra_overrides, prepare
 
-    def setup(n_tasks: int = 3, group_size: int = 2, response_length: int = 512, extra=(), **fields):
-        cfg = TrainConfig.model_validate({
-            "model": str(tiny_model), "env": "lookup", "tasks": {"split": "train", "n": n_tasks, "seed": 3},
-            "group_size": group_size, "batch_size": n_tasks, "max_prompt_length": 1024,
-            "max_response_length": response_length, "output_dir": str(tmp_path / "run"),
-            "verl": {"agent_workers": 2}, **fields})
+    def setup(n_tasks: int = 3, group_size: int = 2, response_length: int = 512, extra=(), **sections):
+        cfg = verl_config(tmp_path, tiny_model, n_tasks=n_tasks, group_size=group_size,
+                          response_length=response_length, **sections)
         files = prepare(cfg)
-        conf = compose_verl_config(hydra_overrides(cfg, files) + list(extra))
+        conf = compose(cfg, hydra_overrides(cfg, files) + list(extra))
         return cfg, files, conf
 
     return setup

@@ -5,7 +5,6 @@ reward that reaches rm_scores."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -28,20 +27,18 @@ def agent_script(prompt: str, turn: int, request_id: str) -> str:
     return AGENT_SAYS
 
 
-async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, chat_server, batch_for, compose):
+async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, chat_server, batch_for, compose,
+                                                        make_config):
     from transformers import AutoTokenizer
     from verl.experimental.agent_loop import AgentLoopWorker
 
     from traject.environments.users import default_cache
-    from traject.trainers.verl.config import TrainConfig
     from traject.trainers.verl.launcher import hydra_overrides, prepare
 
     default_cache().clear()
     user = chat_server(user_llm)
-    cfg = TrainConfig.model_validate({
-        "model": str(tiny_model), "env": "empathy", "env_config": {"user_base_url": user.url, "user_model": "u"},
-        "tasks": {"n": 2}, "group_size": 2, "batch_size": 2, "max_prompt_length": 1024,
-        "max_response_length": 512, "output_dir": str(tmp_path / "run"), "verl": {"agent_workers": 1}})
+    cfg = make_config(tmp_path, tiny_model, env_name="empathy", env_config={"user_base_url": user.url, "user_model": "u"},
+                      tasks={"n": 2}, group_size=2, n_tasks=2, verl={"agent_workers": 1})
     files = prepare(cfg)
     conf = compose(hydra_overrides(cfg, files))
     client = ScriptedServerClient(conf, agent_script, str(tiny_model))
@@ -49,18 +46,26 @@ async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, c
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     prompt_w = out.batch["prompts"].shape[1]
+    # The template shows no reasoning in history, so the second turn's prompt is rendered
+    # without the first turn's thinking (as HFPolicy, vLLM and `traject serve` render it): each
+    # trajectory is two prefix-consistent segments (start 30, +35 per turn: 65, then 100 ends
+    # the talk after the agent's second turn); this legacy worker trains the last one per row.
+    assert len(out) == 4
     assert out.non_tensor_batch["traject_status"].tolist() == ["completed"] * 4
+    later = 0
     for i in range(len(out)):
         n = int(out.batch["attention_mask"][i, prompt_w:].sum())
+        n_prompt = int(out.batch["attention_mask"][i, :prompt_w].sum())
+        prompt = tok.decode(out.batch["prompts"][i, prompt_w - n_prompt:].tolist())
         response = out.batch["responses"][i, :n].tolist()
-        mask = out.batch["response_mask"][i, :n].tolist()
-        runs = [(m, tok.decode([t for t, _ in g])) for m, g in
-                itertools.groupby(zip(response, mask, strict=True), key=lambda x: x[1])]
-        # start 30, +35 per turn: 65, then 100 ends the talk after the agent's second turn
-        assert [m for m, _ in runs] == [1, 0, 1]
-        assert runs[0][1] == runs[2][1] == AGENT_SAYS + "<|im_end|>"  # sampled, thinking included
-        assert runs[1][1] == "\n<|im_start|>user\nit has been a long week.<|im_end|>\n<|im_start|>assistant\n"
+        assert out.batch["response_mask"][i, :n].tolist() == [1] * n
+        assert tok.decode(response) == AGENT_SAYS + "<|im_end|>"  # sampled, thinking included
+        if "it has been a long week." in prompt:
+            later += 1
+            assert prompt.endswith("<|im_start|>user\nit has been a long week.<|im_end|>\n<|im_start|>assistant\n")
+            assert "They feel unseen" not in prompt and "That sounds hard. Tell me more?<|im_end|>" in prompt
         assert float(out.batch["rm_scores"][i].sum()) == pytest.approx(1.0)  # emotion 100 / 100
+    assert later == 4
     assert out.non_tensor_batch["traject_success"].tolist() == [1.0] * 4
     # the user simulator never saw the agent's private thinking
     assert user.requests and all("They feel unseen" not in json.dumps(r.body) for r in user.requests)

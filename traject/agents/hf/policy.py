@@ -14,26 +14,29 @@ arithmetic differs slightly between batch shapes, so identical tokens across dif
 compositions are likely but not guaranteed.
 
 A learner that updates the model in place bumps ``policy.version`` after each update and must
-not update while ``act`` calls are running.
+not update while ``act`` calls are running; :meth:`HFPolicy.load_weights` instead copies new
+weights in between batches (``traject serve``'s weight updates use it). Each Generation
+carries the version of the weights that sampled it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from traject.agents.chat_renderer import ChatRenderer
 from traject.agents.hf.batcher import MicroBatcher
 from traject.agents.hf.sampling import SampleRequest, SampleResult, SamplingParams, sample_batch
-from traject.agents.parsers import get_format
-from traject.agents.policy import PolicyError, PolicyOutput
+from traject.agents.policy import ContextExhausted, PolicyError, PolicyOutput
+from traject.agents.turns import TokenTurns
 from traject.episode import current_episode
-from traject.types import Generation, Message, ToolSchema
+from traject.types import Message, ToolSchema
 
 
 class HFPolicyConfig(BaseModel):
@@ -80,17 +83,23 @@ class HFPolicy:
             raise ValueError("HFPolicy(model=<in-memory model>) needs tokenizer=")
         self.model = model
         self.tokenizer = tokenizer
-        self.format = get_format(self.config.tool_format)
-        self.renderer = ChatRenderer(tokenizer, tool_format=self.format if self.config.tools_in == "format" else None,
-                                     end_of_turn=self.config.end_of_turn, template_kwargs=self.config.template_kwargs,
-                                     chat_template=self.config.chat_template)
+        c = self.config
+        self.turns = TokenTurns(tokenizer, tool_format=c.tool_format, tools_in=c.tools_in, end_of_turn=c.end_of_turn,
+                                template_kwargs=c.template_kwargs, chat_template=c.chat_template,
+                                stop_ids=self._stop_ids(model, tokenizer), reasoning_tags=c.reasoning_tags)
+        self.renderer = self.turns.renderer
+        self.format = self.turns.format
         self.sampling = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p,
                                        top_k=self.config.top_k)
-        self.stop_ids = self._stop_ids()
+        self.stop_ids = self.turns.stop_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.renderer.end_of_turn_id
         self.max_model_len = self.config.max_model_len or int(
             getattr(model.config, "max_position_embeddings", 0) or 2**31)
         self.version = 0
+        # Held while a batch samples and while new weights are copied in (both in worker threads).
+        self._weights_lock = threading.Lock()
+        #: Seconds spent sampling batches (the model's busy time).
+        self.busy_s = 0.0
         self._rng = random.Random(self.config.seed)
         self.batcher: MicroBatcher[SampleRequest, SampleResult] = MicroBatcher(
             self._run_batch, max_batch_size=self.config.max_batch_size, wait_s=self.config.batch_wait_s)
@@ -99,22 +108,47 @@ class HFPolicy:
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> HFPolicy:
         return cls(path, **kwargs)
 
-    def _stop_ids(self) -> set[int]:
+    def _stop_ids(self, model: Any, tokenizer: Any) -> set[int] | None:
+        """The configured stop ids, else (None) TokenTurns' default plus the model's eos ids."""
         if self.config.stop_token_ids is not None:
             return set(self.config.stop_token_ids)
-        ids = {self.renderer.end_of_turn_id}
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        eot = self.config.end_of_turn or tokenizer.eos_token
+        ids = {tokenizer.convert_tokens_to_ids(eot)} if eot else set()
+        if isinstance(tokenizer.eos_token_id, int):
+            ids.add(tokenizer.eos_token_id)
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         ids |= set(gen_eos) if isinstance(gen_eos, list) else {gen_eos} if isinstance(gen_eos, int) else set()
-        return ids
+        return {i for i in ids if isinstance(i, int)}
 
     def _run_batch(self, requests: list[SampleRequest]) -> list[SampleResult]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                                vocab_limit=len(self.tokenizer))
-        finally:
-            self.model.train(was_training)
+        with self._weights_lock:
+            t0 = time.perf_counter()
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                results = sample_batch(self.model, requests, self.sampling, stop_ids=self.stop_ids,
+                                       pad_id=self.pad_id, vocab_limit=len(self.tokenizer))
+            finally:
+                self.model.train(was_training)
+                self.busy_s += time.perf_counter() - t0
+            # The version of the weights that sampled, even if it changes while results travel back.
+            return [dataclasses.replace(r, policy_version=self.version) for r in results]
+
+    def load_weights(self, source: Any, version: int) -> None:
+        """Copy ``source``'s parameters and buffers (a model of the same architecture, or its
+        state dict) into this policy's model and call them ``version``. Blocking: it waits for
+        the batch being sampled, so run it in a worker thread from async code."""
+        import torch
+
+        state = source.state_dict() if hasattr(source, "state_dict") else source
+        own = self.model.state_dict()
+        missing = set(own) - set(state)
+        if missing:
+            raise ValueError(f"load_weights: the source lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+        with self._weights_lock, torch.no_grad():
+            for name, tensor in own.items():
+                tensor.copy_(state[name])
+            self.version = version
 
     def _seed(self, messages: list[Message]) -> int:
         ep = current_episode()
@@ -126,40 +160,28 @@ class HFPolicy:
 
     async def act(self, messages: list[Message], tools: list[ToolSchema]) -> PolicyOutput:
         t0 = time.perf_counter()
-        prompt = self.renderer.render_prompt(messages, tools)
+        prompt = self.turns.prompt(messages, tools)
         budget = min(self.config.max_new_tokens, self.max_model_len - len(prompt.ids))
         if budget <= 0:
-            raise PolicyError(f"the prompt has {len(prompt.ids)} tokens, which fills the model's context of "
-                              f"{self.max_model_len} (HFPolicyConfig.max_model_len)")
+            raise ContextExhausted(f"the prompt has {len(prompt.ids)} tokens, which fills the model's context of "
+                                   f"{self.max_model_len} (HFPolicyConfig.max_model_len)")
         request = SampleRequest(prompt_ids=prompt.ids, max_new_tokens=budget, seed=self._seed(messages))
         try:
             result = await self.batcher.submit(request)
         except Exception as exc:  # noqa: BLE001 - the local model failed: an infra error
             raise PolicyError(f"local generation failed: {type(exc).__name__}: {exc}") from exc
-        message = self.to_message(prompt.text, result)
-        message.generation = Generation(prompt_ids=prompt.ids, completion_ids=result.completion_ids,
-                                        logprobs=result.logprobs, finish_reason=result.finish_reason,
-                                        policy_version=self.version)
+        message = self.turns.message(prompt, result.completion_ids, logprobs=result.logprobs,
+                                     finish_reason=result.finish_reason, policy_version=result.policy_version)
         return PolicyOutput(message=message, prompt_tokens=len(prompt.ids),
                             completion_tokens=len(result.completion_ids), latency_s=time.perf_counter() - t0)
 
     def completion_text(self, completion_ids: list[int]) -> str:
         """The sampled text, without the stop token that ended it."""
-        ids = completion_ids[:-1] if completion_ids and completion_ids[-1] in self.stop_ids else completion_ids
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return self.turns.completion_text(completion_ids)
 
     def to_message(self, prompt_text: str, result: SampleResult) -> Message:
-        """Parse a completion into an assistant Message: reasoning (when the generation prompt
-        opens a think block, or the completion does), content, tool calls."""
-        text = self.completion_text(result.completion_ids)
-        open_tag, close_tag = self.config.reasoning_tags
-        reasoning: str | None = None
-        if prompt_text.rstrip().endswith(open_tag) or text.lstrip().startswith(open_tag):
-            body = text.lstrip()[len(open_tag):] if text.lstrip().startswith(open_tag) else text
-            reasoning, _, text = body.partition(close_tag)
-            reasoning = reasoning.strip() or None
-        parsed = self.format.parse(text)
-        return Message.assistant(parsed.content, tool_calls=parsed.tool_calls, reasoning=reasoning)
+        """Parse a completion into an assistant Message (no Generation attached)."""
+        return self.turns.parse(prompt_text, result.completion_ids)
 
 
 def _load(path: Path, tokenizer: Any, config: HFPolicyConfig) -> tuple[Any, Any]:

@@ -39,6 +39,8 @@ class SampleRequest:
     prompt_ids: list[int]
     max_new_tokens: int
     seed: int
+    # This request's own sampling (a server's per-request temperature); None: the batch's.
+    params: SamplingParams | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class SampleResult:
     completion_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop": a stop token was sampled (and is included); "length": the budget ran out
+    # The weights' version when this batch ran (set by HFPolicy).
+    policy_version: int | None = None
 
 
 def _truncate(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -61,6 +65,14 @@ def _truncate(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         scores = scores.masked_fill(drop, float("-inf"))
     return scores
+
+
+def _choose(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
+    """One row's token under its own sampling parameters (``scores``: shape (1, vocab))."""
+    if params.temperature == 0:
+        return int(scores.argmax(dim=-1).item())
+    probs = torch.softmax(_truncate(scores / params.temperature, params), dim=-1).cpu()
+    return int(torch.multinomial(probs[0], 1, generator=generator).item())
 
 
 @torch.inference_mode()
@@ -83,6 +95,8 @@ def sample_batch(model: Any, requests: list[SampleRequest], params: SamplingPara
     completions: list[list[int]] = [[] for _ in requests]
     logprobs: list[list[float]] = [[] for _ in requests]
     finish: list[str | None] = [None] * n
+    rows = [r.params or params for r in requests]
+    mixed = any(p != params for p in rows)
     for i, r in enumerate(requests):
         if r.max_new_tokens <= 0:
             finish[i] = "length"
@@ -97,7 +111,12 @@ def sample_batch(model: Any, requests: list[SampleRequest], params: SamplingPara
         if vocab_limit is not None and vocab_limit < scores.shape[-1]:
             scores = scores.clone()
             scores[:, vocab_limit:] = float("-inf")
-        if params.temperature == 0:
+        if mixed:
+            chosen = torch.empty(n, dtype=torch.long)
+            for i in range(n):
+                chosen[i] = (_choose(scores[i:i + 1], rows[i], generators[i])
+                             if finish[i] is None else pad_id)
+        elif params.temperature == 0:
             chosen = scores.argmax(dim=-1).cpu()
         else:
             probs = torch.softmax(_truncate(scores / params.temperature, params), dim=-1).cpu()

@@ -11,16 +11,33 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from traject.types import ToolCall, ToolSchema
 
 
 class ParsedOutput(BaseModel):
+    """What a format read from one reply. Always serialisable: a lone surrogate in the model's
+    text (which UTF-8 cannot carry) becomes U+FFFD in ``content`` and in each call's ``raw``."""
+
     model_config = ConfigDict(extra="forbid")
 
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
+
+    @field_validator("content")
+    @classmethod
+    def _scrub_content(cls, value: str) -> str:
+        return scrub_surrogates(value)
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _scrub_calls(cls, calls: list[ToolCall]) -> list[ToolCall]:
+        return [c if all(encodable(v) for v in (c.raw or "", c.error or "", c.name, c.id))
+                else c.model_copy(update={"raw": None if c.raw is None else scrub_surrogates(c.raw),
+                                          "error": None if c.error is None else scrub_surrogates(c.error),
+                                          "name": scrub_surrogates(c.name), "id": scrub_surrogates(c.id)})
+                for c in calls]
 
     @property
     def format_errors(self) -> int:
@@ -93,6 +110,17 @@ def encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def scrub_surrogates(text: str) -> str:
+    """``text`` with every unpaired surrogate replaced by U+FFFD (a split pair is rejoined).
+
+    >>> scrub_surrogates("a\\ud800b") == "a\\ufffdb"
+    True
+    """
+    if encodable(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def make_call(name: str, arguments: Any, raw: str | None, *, id: str | None = None) -> ToolCall:

@@ -14,16 +14,23 @@ JSON object naming one.
 '{"answer": 5}'
 >>> f.parse('<|python_tag|>{"name": "lookup", "parameters": {"item": ').tool_calls[0].error
 'the tool call is not valid JSON: Expecting value at position 42'
+>>> f.parse("{'name': 'lookup', 'parameters': {'item': 'fig'}}").tool_calls[0].error
+'the tool call is not valid JSON: it uses single quotes; JSON needs straight double quotes (")'
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from traject.agents.parsers.base import JSONError, ParsedOutput, ToolCallFormat, call_from_json, decode_json_at
 from traject.types import ToolCall, ToolSchema
 
 PYTHON_TAG = "<|python_tag|>"
+_QUOTES = "'\u2018\u2019\u201c\u201d\u201e\u201f\u2032\u2033"
+# A "name" key in any quoting: a reply that opens with one is an attempt at a call, even when
+# the quotes (single, smart) make it invalid JSON.
+_NAME_KEY = re.compile(rf"""^\{{\s*["{_QUOTES}]name["{_QUOTES}]\s*:""")
 
 
 class Llama3JsonFormat(ToolCallFormat):
@@ -47,7 +54,8 @@ class Llama3JsonFormat(ToolCallFormat):
             try:
                 obj, end = decode_json_at(body, pos)
             except JSONError as exc:
-                calls.append(ToolCall(name="", raw=body[pos:], error=f"the tool call is not valid JSON: {exc}"))
+                calls.append(ToolCall(name="", raw=body[pos:],
+                                      error=f"the tool call is not valid JSON: {_quote_hint(body[pos:]) or exc}"))
                 break
             calls.append(call_from_json(obj, body[pos:end], arguments_key="parameters"))
             pos = _skip(body, end)
@@ -87,8 +95,19 @@ def _skip(text: str, pos: int) -> int:
 def _names_a_tool(body: str) -> bool:
     """Whether a reply opening with ``{`` is an attempt at a call (so a broken one is a format
     error) rather than a JSON answer."""
+    if _NAME_KEY.match(body):
+        return True
     try:
         obj, _ = decode_json_at(body, 0)
     except JSONError:
         return '"name"' in body
     return isinstance(obj, dict) and "name" in obj
+
+
+def _quote_hint(body: str) -> str | None:
+    """Why a call in the wrong quotes fails, in words a model can act on."""
+    opening = re.match(rf"\{{\s*([{_QUOTES}])", body)
+    if opening is None:
+        return None
+    kind = "single" if opening.group(1) == "'" else "typographic (smart)"
+    return f'it uses {kind} quotes; JSON needs straight double quotes (")'

@@ -61,7 +61,7 @@ def _empathy_tasks(**options: Any) -> list[Task]:
     return empathy_tasks(**options)
 
 
-register_env("sql", _sql, tasks=_sql_tasks,
+register_env("sql", _sql, tasks=_sql_tasks, task_data="traject.environments.sql.tools:SQLTaskData",
              description="Text-to-SQL on read-only SQLite (built-in shop db; Spider/BIRD via path=); "
                          "reward: execution match.")
 register_env("search", _search, tasks=_search_tasks,

@@ -28,7 +28,7 @@ def _miniwob_tasks(path: str | None = None, **options: Any):
     return miniwob_tasks(path, **options)
 
 
-register_env("gui", make_gui_env, tasks=gui_tasks,
+register_env("gui", make_gui_env, tasks=gui_tasks, task_data="traject.environments.gui.task:GuiTaskData",
              description="Web pages in headless Chromium: screenshots/DOM in, mouse and keyboard actions out.")
 register_env("miniwob", make_miniwob_env, tasks=_miniwob_tasks,
              description="MiniWoB++ task pages (give tasks(path=...)) in headless Chromium.")

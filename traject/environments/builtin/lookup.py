@@ -140,7 +140,7 @@ def make_lookup_env(max_turns: int = 6, tool_timeout_s: float = 10.0, system_pro
                    max_turns=max_turns, tool_timeout_s=tool_timeout_s, reward=AnswerMatch())
 
 
-register_env("lookup", make_lookup_env, tasks=lookup_tasks,
+register_env("lookup", make_lookup_env, tasks=lookup_tasks, task_data=LookupTaskData,
              description="Look up item prices with a tool and submit an order's total (multi-turn).")
 
 

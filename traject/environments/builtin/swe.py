@@ -24,5 +24,5 @@ def swe_tasks(split: str = "test", n: int | None = None, seed: int = 0, path: st
     return builtin_swe_tasks(split=split, n=n, seed=seed, names=names)
 
 
-register_env("swe", make_swe_env, tasks=swe_tasks,
+register_env("swe", make_swe_env, tasks=swe_tasks, task_data="traject.environments.swe.task:SweTaskData",
              description="Repositories in Docker: bash, file editor and submit; SWE-bench tests as reward (G-RA).")

@@ -238,3 +238,9 @@ def cached_domain(path: str | Path, tools: str | None = None) -> Domain:
         if key not in _cache:
             _cache[key] = load_domain(path, tools=tools)
         return _cache[key]
+
+
+def loaded_domains() -> list[Domain]:
+    """The domains this process has loaded (through :func:`cached_domain`)."""
+    with _cache_lock:
+        return list(_cache.values())

@@ -2,13 +2,21 @@
 domain's tools on its database, and talks with a simulated customer who has hidden instructions.
 
 Each step records the database state in ``info``: ``db_state_hash`` (now), ``gold_state_hash``
-(after replaying the task's gold actions on a fresh copy) and ``db_match``; the last step also
-``db_state`` itself when it is small; and, when the task has them, whether its
-``env_assertions`` hold. Rewards (``DBStateMatch``, G-RA gates) read these after the episode.
+(after replaying the task's gold actions on a fresh copy) and ``db_match``; beside them tau2's
+own hashes (``tau2_db_hash``, ``tau2_gold_db_hash``, and ``tau2_user_db_hash`` /
+``tau2_gold_user_db_hash`` where the user has its own database), so results can be compared with
+tau2's tooling; the last step also ``db_state`` itself when it is small; and, when the task has
+them, whether its ``env_assertions`` hold. Rewards (``DBStateMatch``, G-RA gates) read these
+after the episode.
+
+Hashing is once per write, not once per step: the episode's state counts the calls that may
+write (``DomainState.writes``) and the hashes are recomputed only when that count moved, so a
+step of reads on a database of several MB costs nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +24,8 @@ from traject.environments.base import StepResult
 from traject.environments.customer_service.domain import Domain, cached_domain
 from traject.environments.customer_service.state import DomainState
 from traject.environments.customer_service.tau2_format import Tau2Task
-from traject.environments.customer_service.tasks import BUILTIN_DOMAIN, gold_hash, task_domain
+from traject.environments.customer_service.gold import GoldUser
+from traject.environments.customer_service.tasks import BUILTIN_DOMAIN, gold_hashes, task_domain
 from traject.environments.tool_env import ToolEnv
 from traject.environments.users.base import UserSimulator
 from traject.environments.users.llm_user import LLMUser
@@ -57,6 +66,8 @@ class DomainToolset(Toolset):
         user = self.env.user
         if isinstance(user, LLMUser):
             user.bind_tools(state.user_tools(include=task.user_tools), ctx)
+        elif isinstance(user, GoldUser):
+            user.bind(state, task)
 
     async def teardown(self, ctx: ToolContext) -> None:
         self.state = None
@@ -75,7 +86,10 @@ class CustomerServiceEnv(ToolEnv):
         self.default_domain = domain or cached_domain(BUILTIN_DOMAIN)
         self.system_template = system_template
         self._toolset = DomainToolset(self)
-        self._gold_hash: str | None = None
+        self._gold: dict[str, str] = {}
+        self._hashed_at: tuple[int, int] | None = None
+        self._hashes: dict[str, str] = {}
+        self._canonical = ""
         super().__init__([self._toolset], name="customer_service", system_prompt=None, max_turns=max_turns,
                          tool_timeout_s=tool_timeout_s, parallel_tool_calls=False, user=user, reward=reward)
 
@@ -89,22 +103,35 @@ class CustomerServiceEnv(ToolEnv):
 
     async def reset(self, task: Task) -> list[Message]:
         domain, t2 = self.resolve(task)
-        self._gold_hash = gold_hash(domain, t2)
+        self._gold = gold_hashes(domain, t2)
+        self._hashed_at = None
         return await super().reset(task)
+
+    def _state_hashes(self, state: DomainState) -> dict[str, str]:
+        """traject's and tau2's hashes of the state, recomputed only after a write."""
+        mark = (id(state), state.writes)
+        if self._hashed_at != mark:
+            from traject.rewards.verifiers.db_state import canonical_json
+
+            self._canonical = canonical_json(state.snapshot())
+            agent, user = state.hashes()
+            self._hashes = {"db_state_hash": hashlib.sha256(self._canonical.encode()).hexdigest(),
+                            "tau2_db_hash": agent}
+            if user is not None:
+                self._hashes["tau2_user_db_hash"] = user
+            self._hashed_at = mark
+        return self._hashes
 
     def _record(self, info: dict[str, Any], done: bool) -> None:
         state, task = self._toolset.state, self._toolset.task
         if state is None or task is None:
             return
-        from traject.rewards.verifiers.db_state import canonical_json, state_hash
-
-        snapshot = state.snapshot()
-        now = state_hash(snapshot)
-        info["db_state_hash"] = now
-        info["gold_state_hash"] = self._gold_hash
-        info["db_match"] = now == self._gold_hash
-        if done and len(text := canonical_json(snapshot)) <= self.record_state_chars:
-            info["db_state"] = json.loads(text)
+        hashes = self._state_hashes(state)
+        info.update(hashes)
+        info.update(self._gold)
+        info["db_match"] = hashes["db_state_hash"] == self._gold["gold_state_hash"]
+        if done and len(self._canonical) <= self.record_state_chars:
+            info["db_state"] = json.loads(self._canonical)
         assertions = task.criteria.env_assertions
         if assertions:
             info["env_assertions"] = [state.check_assertion(a) for a in assertions]
@@ -120,8 +147,9 @@ def make_customer_service_env(*, domain: str | None = None, tools: str | None = 
                               user_api_key: str | None = None, user_temperature: float = 0.7,
                               judge_base_url: str | None = None, judge_model: str | None = None,
                               reward: Reward | str | None = None, max_turns: int = 30,
-                              tool_timeout_s: float = 30.0) -> CustomerServiceEnv:
-    """The env with an LLMUser as the customer.
+                              tool_timeout_s: float = 30.0, user: str = "llm") -> CustomerServiceEnv:
+    """The env with an LLMUser as the customer (``user="llm"``), or with the model-free
+    :class:`GoldUser` of a gold replay (``user="gold"``, with ``--policy gold``).
 
     ``domain``: a tau2 domain folder (default: the built-in ``shop``). The user model is served
     at ``user_base_url`` (default ``$TRAJECT_USER_BASE_URL``). ``reward``: a Reward, or
@@ -133,8 +161,9 @@ def make_customer_service_env(*, domain: str | None = None, tools: str | None = 
     from traject.environments.users.llm import SimulatorLLM, SimulatorLLMConfig
 
     dom = cached_domain(domain, tools) if domain else None
-    llm = SimulatorLLM(SimulatorLLMConfig(base_url=user_base_url, model=user_model, api_key=user_api_key,
-                                          temperature=user_temperature), name="user simulator")
+    if user not in ("llm", "gold"):
+        raise ValueError(f"unknown user {user!r} for customer_service; use 'llm' (a simulated customer "
+                         "model) or 'gold' (no model: the gold replay's customer)")
     judge = None
     checklist = None
     if judge_base_url:
@@ -155,5 +184,12 @@ def make_customer_service_env(*, domain: str | None = None, tools: str | None = 
         raise ValueError(f"unknown reward {reward!r} for customer_service; use 'tau2', 'gated' or a Reward")
     else:
         chosen = reward
-    return CustomerServiceEnv(dom, user=LLMUser(llm), reward=chosen, max_turns=max_turns,
+    customer: UserSimulator
+    if user == "gold":
+        customer = GoldUser()
+    else:
+        customer = LLMUser(SimulatorLLM(SimulatorLLMConfig(base_url=user_base_url, model=user_model,
+                                                           api_key=user_api_key, temperature=user_temperature),
+                                        name="user simulator"))
+    return CustomerServiceEnv(dom, user=customer, reward=chosen, max_turns=max_turns,
                               tool_timeout_s=tool_timeout_s)

@@ -37,8 +37,12 @@ def _build_db(model: type[BaseModel] | None, data: Any) -> Any:
 
 
 class DomainState:
+    """``writes`` counts the calls that may have changed a database (write tools, set-up
+    functions, replays): hashes of the state are recomputed only when it moved."""
+
     def __init__(self, domain: Domain) -> None:
         self.domain = domain
+        self.writes = 0
         self.db = _build_db(domain.db_model, domain.db)
         self.toolkit = domain.toolkit_cls(self.db)
         self.user_toolkit: Any = None
@@ -54,8 +58,12 @@ class DomainState:
     def user_db(self) -> Any:
         return None if self.user_toolkit is None else self.user_toolkit.db
 
+    def wrote(self) -> None:
+        self.writes += 1
+
     def hashes(self) -> tuple[str, str | None]:
-        """(agent database hash, user database hash or None), as tau2 compares them."""
+        """tau2's own hashes, as its evaluator compares them: (agent database, user database or
+        None when the user has none of its own)."""
         user = self.user_db()
         return db_hash(self.agent_db()), (db_hash(user) if user is not None and user is not self.agent_db() else None)
 
@@ -75,12 +83,12 @@ class DomainState:
     # --- tools -------------------------------------------------------------------------------
 
     def agent_tools(self) -> list[Tool]:
-        return toolkit_tools(self.toolkit, requestor="assistant")
+        return toolkit_tools(self.toolkit, requestor="assistant", on_write=self.wrote)
 
     def user_tools(self, include: list[str] | None = None) -> list[Tool]:
         if self.user_toolkit is None:
             return []
-        return toolkit_tools(self.user_toolkit, requestor="user", include=include)
+        return toolkit_tools(self.user_toolkit, requestor="user", include=include, on_write=self.wrote)
 
     def _toolkit(self, requestor: str) -> Any:
         if requestor == "user":
@@ -93,12 +101,15 @@ class DomainState:
         methods = toolkit_methods(self._toolkit(requestor))
         if name not in methods:
             raise ValueError(f"tool {name!r} not found")
+        if mutates_state(methods[name]):
+            self.wrote()
         return methods[name](**arguments)
 
     def _replace_db(self, requestor: str, new_db: Any) -> None:
         kit = self._toolkit(requestor)
         old = kit.db
         kit.db = new_db
+        self.wrote()
         # Toolkits that shared the old database keep sharing it (tau2 re-points them the same way).
         for other in (self.toolkit, self.user_toolkit):
             if other is not None and other is not kit and other.db is old:
@@ -127,23 +138,27 @@ class DomainState:
                 method = toolkit_methods(kit).get(tc.name)
                 if method is None or not mutates_state(method):
                     continue
+                self.wrote()
                 try:
                     method(**tc.arguments)
                 except Exception as exc:  # noqa: BLE001 - the history's failed calls changed nothing
                     log.debug("history call %s failed on replay: %s", tc.name, exc)
 
-    def run_function(self, call: EnvFunctionCall) -> Any:
-        """Any function of a toolkit (assertions, set-up helpers), as tau2's ``run_env_function_call``."""
+    def run_function(self, call: EnvFunctionCall, *, writes: bool = True) -> Any:
+        """Any function of a toolkit (assertions, set-up helpers), as tau2's ``run_env_function_call``.
+        ``writes=False`` for a function known to only read (an assertion)."""
         kit = self._toolkit(call.env_type)
         func = getattr(kit, call.func_name, None)
         if func is None or not callable(func):
             raise ValueError(f"function {call.func_name!r} not found in the {call.env_type} tools of "
                              f"domain {self.domain.name!r}")
+        if writes:
+            self.wrote()  # set-up helpers are not marked: count every one as a write
         return func(**call.arguments)
 
     def check_assertion(self, assertion: EnvAssertion) -> bool:
         try:
-            value = self.run_function(assertion)
+            value = self.run_function(assertion, writes=False)
         except Exception as exc:  # noqa: BLE001 - an assertion that cannot run is not met
             log.debug("assertion %s failed to run: %s", assertion.func_name, exc)
             return False

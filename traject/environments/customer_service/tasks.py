@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
 from pathlib import Path
 
 from traject.environments.customer_service.domain import Domain, DomainError, cached_domain
 from traject.environments.customer_service.state import DomainState
 from traject.environments.customer_service.tau2_format import Tau2Task
 from traject.types import Message, Task, ToolCall
+
+log = logging.getLogger(__name__)
 
 BUILTIN_DOMAIN = Path(__file__).parent / "domains" / "shop"
 
@@ -56,20 +60,37 @@ def to_task(domain: Domain, task: Tau2Task, *, tools: str | None = None) -> Task
     )
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+    log.warning(message)
+
+
 def domain_tasks(domain: Domain, split: str | None = None, n: int | None = None) -> list[Task]:
+    """The domain's tasks: every one when ``split`` is None or ``"all"``, else the ids that
+    ``split_tasks.json`` lists for it. A split asked of a domain without splits loads every task,
+    with a warning (train and test would be the same tasks)."""
     tasks = domain.tasks
-    if split is not None and split not in ("all", "base") and domain.splits:
+    if split is None or split == "all":
+        base = domain.splits.get("base")
+        if split is None and base is not None and len(set(base)) != len(tasks):
+            _warn(f"domain {domain.name!r}: no split given, so all {len(tasks)} tasks of tasks.json load; tau2's "
+                  f"default split 'base' has {len(set(base))} (pass split='base' for tau2's set)")
+    elif domain.splits:
         if split not in domain.splits:
             raise DomainError(f"domain {domain.name!r} has no split {split!r}; its splits: {sorted(domain.splits)}")
         wanted = set(domain.splits[split])
         tasks = [t for t in tasks if t.id in wanted]
+    else:
+        _warn(f"domain {domain.name!r} has no split_tasks.json: split {split!r} loads all {len(tasks)} tasks "
+              "(every split is the same tasks)")
     out = [to_task(domain, t) for t in tasks]
     return out if n is None else out[:n]
 
 
-def customer_service_tasks(split: str = "test", n: int | None = None, seed: int = 0, path: str | Path | None = None,
-                           tools: str | None = None, **_: object) -> list[Task]:
-    """The built-in shop domain's tasks, or a tau2 domain folder's (``path``)."""
+def customer_service_tasks(split: str | None = None, n: int | None = None, seed: int = 0,
+                           path: str | Path | None = None, tools: str | None = None, **_: object) -> list[Task]:
+    """The built-in shop domain's tasks, or a tau2 domain folder's (``path``); without ``split``
+    every task of the domain."""
     domain = cached_domain(path or BUILTIN_DOMAIN, tools)
     return domain_tasks(domain, split, n)
 
@@ -96,7 +117,7 @@ def replay_gold_state(task: Task) -> object:
     return gold_state(domain, t2).snapshot()
 
 
-_gold: dict[tuple[object, ...], str] = {}
+_gold: dict[tuple[object, ...], dict[str, str]] = {}
 _gold_lock = threading.Lock()
 
 
@@ -107,16 +128,27 @@ def gold_state(domain: Domain, task: Tau2Task) -> DomainState:
     return state
 
 
-def gold_hash(domain: Domain, task: Tau2Task) -> str:
-    """The state hash (the rewards library's ``state_hash`` of the snapshot) after replaying the
-    task's gold actions on a fresh copy (memoised)."""
+def gold_hashes(domain: Domain, task: Tau2Task) -> dict[str, str]:
+    """The hashes of the state after replaying the task's gold actions on a fresh copy
+    (memoised): ``gold_state_hash`` (traject's: the rewards library's ``state_hash`` of the
+    snapshot) and ``tau2_gold_db_hash`` (tau2's own, plus ``tau2_gold_user_db_hash`` where the
+    user has a database of its own)."""
     key = (str(domain.root), domain.name, domain.tools_ref, task.id) if domain.root else (id(domain), task.id)
     with _gold_lock:
         if key in _gold:
             return _gold[key]
     from traject.rewards.verifiers.db_state import state_hash
 
-    value = state_hash(gold_state(domain, task).snapshot())
+    state = gold_state(domain, task)
+    agent, user = state.hashes()
+    value = {"gold_state_hash": state_hash(state.snapshot()), "tau2_gold_db_hash": agent}
+    if user is not None:
+        value["tau2_gold_user_db_hash"] = user
     with _gold_lock:
         _gold[key] = value
     return value
+
+
+def gold_hash(domain: Domain, task: Tau2Task) -> str:
+    """traject's state hash of the gold state (see :func:`gold_hashes`)."""
+    return gold_hashes(domain, task)["gold_state_hash"]

@@ -126,7 +126,8 @@ def state_dict(db: Any) -> Any:
 
 
 def db_hash(db: Any) -> str:
-    """sha256 of the database's JSON with sorted keys: tau2's ``get_dict_hash(db.model_dump())``."""
+    """tau2's own database hash, ``get_dict_hash(db.model_dump())``: sha256 of
+    ``json.dumps(..., sort_keys=True, default=str)`` of the database in Python mode."""
     blob = json.dumps(state_dict(db), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -149,9 +150,11 @@ def analysed(method: Callable[..., Any], name: str) -> FunctionTool:
 class DomainTool(Tool):
     """One toolkit method as a traject Tool."""
 
-    def __init__(self, name: str, method: Callable[..., Any], *, requestor: str = "assistant") -> None:
+    def __init__(self, name: str, method: Callable[..., Any], *, requestor: str = "assistant",
+                 on_write: Callable[[], None] | None = None) -> None:
         self.name = name
         self.method = method
+        self.on_write = on_write
         self.kind = tool_kind(method)
         self.mutates = mutates_state(method)
         self.requestor = requestor
@@ -165,6 +168,8 @@ class DomainTool(Tool):
 
     async def __call__(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolOutput:
         self.validate_arguments(arguments)
+        if self.mutates and self.on_write is not None:
+            self.on_write()  # before the call: a write that raises halfway may still have written
         try:
             result = self.method(**arguments)
         except Exception as exc:  # noqa: BLE001 - a domain rule refusing the call is an answer
@@ -174,11 +179,12 @@ class DomainTool(Tool):
                                                                  "writes": self.mutates})
 
 
-def toolkit_tools(toolkit: Any, *, requestor: str = "assistant", include: list[str] | None = None) -> list[Tool]:
+def toolkit_tools(toolkit: Any, *, requestor: str = "assistant", include: list[str] | None = None,
+                  on_write: Callable[[], None] | None = None) -> list[Tool]:
     methods = toolkit_methods(toolkit)
     if include is not None:
         unknown = sorted(set(include) - set(methods))
         if unknown:
             raise ValueError(f"tools {unknown} are not in {type(toolkit).__name__}; it has {sorted(methods)}")
         methods = {k: v for k, v in methods.items() if k in include}
-    return [DomainTool(name, m, requestor=requestor) for name, m in methods.items()]
+    return [DomainTool(name, m, requestor=requestor, on_write=on_write) for name, m in methods.items()]

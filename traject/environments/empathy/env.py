@@ -1,7 +1,9 @@
 """The ``empathy`` env (RLVER): the agent talks with a simulated user whose emotion score it
 should lift. The user is an EmotionUser (two model calls per turn: an analyser that moves the
-emotion, and a reply in character); the episode ends on goodbye, at emotion 0 or 100, or after
-the user's turn limit; the reward is max(final emotion / 100, 0), from the rewards library.
+emotion, and a reply in character); the episode ends on goodbye, at the rules' low (and high)
+emotion, or after the user's turn limit, where the rules are RLVER's or SAGE's, picked from the
+profile file's family unless ``rules=`` names them; the reward is max(final emotion / 100, 0),
+from the rewards library.
 
 The agent may think before it answers, in ``<think>…</think>``: the user never sees it.
 """
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traject.environments.tool_env import ToolEnv
-from traject.environments.users.emotion import RLVER_START, EmotionUser, EmotionUserConfig, load_profiles
+from traject.environments.users.emotion import RULES, EmotionUser, EmotionUserConfig, load_profiles
 from traject.environments.users.llm import SimulatorLLM, SimulatorLLMConfig
 from traject.types import Task
 
@@ -37,17 +39,26 @@ def default_emotion_reward() -> Reward:
 
 
 def make_empathy_env(*, user_base_url: str | None = None, user_model: str | None = None,
-                     user_api_key: str | None = None, start_emotion: float = RLVER_START,
-                     max_change: float | None = None, user_max_turns: int = 8, max_turns: int | None = None,
-                     think: bool = True, user_temperature: float = 0.7, reward: Reward | None = None,
-                     system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
-    """``start_emotion=40, max_change=10`` gives SAGE's set-up; the defaults are RLVER's training set-up."""
+                     user_api_key: str | None = None, rules: str = "auto", start_emotion: float | None = None,
+                     max_change: float | None | str = "rules", user_max_turns: int | None = None,
+                     end_emotion: float | None = None, end_rule: str | None = None,
+                     max_turns: int | None = None, think: bool = True, user_temperature: float = 0.7,
+                     reward: Reward | None = None, system_prompt: str = SYSTEM_PROMPT) -> ToolEnv:
+    """``rules`` is ``auto`` (each profile's family: SAGE's or RLVER's), ``rlver`` or ``sage``;
+    the other rule arguments override that benchmark's values when given (``max_change=None``:
+    no clamp)."""
     llm = SimulatorLLM(SimulatorLLMConfig(base_url=user_base_url, model=user_model, api_key=user_api_key,
                                           temperature=user_temperature), name="emotion user simulator")
-    user = EmotionUser(llm, config=EmotionUserConfig(start_emotion=start_emotion, max_change=max_change,
-                                                     max_turns=user_max_turns))
+    given: dict[str, Any] = {"start_emotion": start_emotion, "max_turns": user_max_turns,
+                             "end_emotion": end_emotion, "end_rule": end_rule}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if max_change != "rules":
+        overrides["max_change"] = max_change
+    config = EmotionUserConfig(rules=rules, **overrides)
+    user = EmotionUser(llm, config=config)
+    longest = config.max_turns or max(r.max_turns for r in RULES.values())
     return ToolEnv([], name="empathy", system_prompt=system_prompt + (THINK_RULE if think else ""),
-                   max_turns=max_turns or user_max_turns + 1, user=user,
+                   max_turns=max_turns or longest + 1, user=user,
                    reward=reward if reward is not None else default_emotion_reward())
 
 
@@ -56,5 +67,6 @@ def empathy_tasks(split: str = "test", n: int | None = None, seed: int = 0, path
     """The built-in profiles, or an RLVER / SAGE profile JSONL at ``path``; one task per profile."""
     profiles = load_profiles(str(path or BUILTIN_PROFILES))
     tasks = [Task(id=f"empathy-{p.id}", data={"profile": p.model_dump(mode="json")},
-                  metadata={"source": "builtin" if path is None else str(path)}) for p in profiles]
+                  metadata={"source": "builtin" if path is None else str(path), "rules": p.family})
+             for p in profiles]
     return tasks if n is None else tasks[:n]

@@ -57,14 +57,18 @@ class GuiConfig(BaseModel):
     load_timeout_s: float = Field(15.0, gt=0)
     settle_ms: int = Field(30, ge=0, le=5000, description="pause after each action before observing")
     max_wait_s: float = Field(5.0, gt=0, description="the longest `wait` action allowed")
-    page_time_limit_s: float | None = Field(
-        None, description="the page's own episode timer (MiniWoB's EPISODE_MAX_TIME); None: no limit")
+    page_time_limit_s: float | Literal["none"] | None = Field(
+        None, description="the page's episode timer (MiniWoB's core.EPISODE_MAX_TIME): None keeps each page's "
+        "own (MiniWoB's default 10 s, or what the page sets); a number of seconds overrides it; 'none': no timer")
     serve: Literal["http", "file"] = Field(
         "http", description="pages come from a 127.0.0.1 HTTP server, or as file:// URLs")
     system_prompt: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> GuiConfig:
+        if isinstance(self.page_time_limit_s, float | int) and self.page_time_limit_s <= 0:
+            raise ValueError(f"GuiConfig.page_time_limit_s must be positive, None (the page's own) or 'none' "
+                             f"(no timer), got {self.page_time_limit_s}")
         if not self.observation:
             raise ValueError("GuiConfig.observation is empty: give at least one of screenshot, dom, axtree")
         if len(set(self.observation)) != len(self.observation):

@@ -5,17 +5,21 @@ Each visible element that is interactive or holds text of its own becomes one li
     [3] button "Submit" @(120,200,60,24)
     [4] input type=checkbox checked "apple" @(10,60,13,13)
     [7] select value="Bruno" options=["Alice","Bruno"] @(10,80,90,24)
-    [9] button "garden" @(10,700,70,24) offscreen
+    [9] button "garden" @(10,700,70,24) outside
+    [12] button "Submit" @(40,60,60,24) covered
 
 ``[n]`` is the element id that ``click_element``/``type_element``/``select_element`` take; ids
 stay the same for an element during an episode. The box is (x, y, width, height) in screenshot
-pixels; ``offscreen`` marks an element that is not visible at its centre (scrolled away,
-covered or outside the screen).
+pixels. Two marks say why an element cannot be clicked at its centre, because the fix differs:
+``outside`` (its centre is off the screen: scroll to it) and ``covered`` (on the screen, but
+another element, a dialog or an overlay, is on top of it there: deal with that element first).
 """
 
 from __future__ import annotations
 
 import json
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,17 +54,19 @@ SNAPSHOT_JS = """
     if ((interactive || text) && r.width > 0 && r.height > 0 && parseFloat(style.opacity) > 0) {
       if (!el.hasAttribute(ATTR)) el.setAttribute(ATTR, String(next++));
       const cx = r.left + r.width / 2, cy = r.top + r.height / 2;
-      let inView = cx >= clipX && cy >= clipY && cx < clipX + clipW && cy < clipY + clipH &&
-          cx < window.innerWidth && cy < window.innerHeight;
-      if (inView) {
+      const onScreen = cx >= clipX && cy >= clipY && cx < clipX + clipW && cy < clipY + clipH &&
+          cx >= 0 && cy >= 0 && cx < window.innerWidth && cy < window.innerHeight;
+      let placement = onScreen ? 'visible' : 'outside';
+      if (onScreen) {
         const hit = document.elementFromPoint(cx, cy);
-        inView = !!hit && (hit === el || el.contains(hit) || (el.tagName === 'LABEL' && el.control === hit));
+        const mine = !!hit && (hit === el || el.contains(hit) || (el.tagName === 'LABEL' && el.control === hit));
+        if (!mine) placement = 'covered';
       }
       const item = {
         id: +el.getAttribute(ATTR), tag: tag, text: text.slice(0, 200),
         box: [Math.round((r.left - clipX) * scale), Math.round((r.top - clipY) * scale),
               Math.round(r.width * scale), Math.round(r.height * scale)],
-        in_view: inView, focused: document.activeElement === el,
+        placement: placement, focused: document.activeElement === el,
       };
       if (role) item.role = role;
       const label = el.getAttribute('aria-label') || el.getAttribute('title');
@@ -99,7 +105,7 @@ class DomElement(BaseModel):
     tag: str
     text: str = ""
     box: tuple[int, int, int, int]
-    in_view: bool = True
+    placement: Literal["visible", "covered", "outside"] = "visible"
     focused: bool = False
     role: str | None = None
     label: str | None = None
@@ -108,6 +114,11 @@ class DomElement(BaseModel):
     value: str | None = None
     checked: bool | None = None
     options: list[str] | None = None
+
+    @property
+    def in_view(self) -> bool:
+        """Visible at its centre: neither outside the screen nor covered."""
+        return self.placement == "visible"
 
     @property
     def center(self) -> tuple[int, int]:
@@ -135,8 +146,8 @@ class DomElement(BaseModel):
             parts.append("focused")
         if self.disabled:
             parts.append("disabled")
-        if not self.in_view:
-            parts.append("offscreen")
+        if self.placement != "visible":
+            parts.append(self.placement)
         return " ".join(parts)
 
 
@@ -158,7 +169,8 @@ def parse_dom(text: str) -> list[DomElement]:
         fields: dict[str, object] = {
             "id": int(m.group(1)), "tag": m.group(2),
             "box": tuple(int(m.group(i)) for i in range(4, 8)),
-            "in_view": "offscreen" not in flags, "focused": "focused" in flags,
+            "placement": next((f for f in ("covered", "outside") if f in flags), "visible"),
+            "focused": "focused" in flags,
             "disabled": "disabled" in flags,
         }
         decoder = json.JSONDecoder()

@@ -124,12 +124,17 @@ class GuiEnv(Env):
                 lines.append(f"Error: {exc}")
         results: list[ToolResult] = []
         records: list[dict[str, Any]] = []
-        terminated = False
         final_answer: str | None = None
+        # The page's own timer may have ended the episode while the policy was thinking: then
+        # nothing is run (MiniWoB's START cover is up, and a click on it would start a new one).
+        async with _observing():
+            terminated = ended_before = (await self.page.state()).done
         for i, call in enumerate(calls):
             if terminated:
+                why = "the page had ended the episode before this turn" if ended_before else \
+                    "the episode had already ended"
                 results.append(ToolResult(call_id=call.id, name=call.name, is_error=True, error_kind="raised",
-                                          content="Error: not run: the episode had already ended"))
+                                          content=f"Error: not run: {why}"))
                 continue
             result, output = await self._run(call)
             results.append(result)
@@ -143,7 +148,7 @@ class GuiEnv(Env):
                 # Later calls must not act on a page that has ended its episode.
                 async with _observing():
                     terminated = (await self.page.state()).done
-        if calls:
+        if calls and not ended_before:
             await self.page.settle(self.config.settle_ms)
         async with _observing():
             state = await self.page.state()

@@ -1,8 +1,9 @@
 """TaskPage: one episode's page, driven the way MiniWoB++ drives its tasks.
 
 Open: a fresh context (fixed viewport, device scale, locale), load the page, wait for its
-``core``, set the episode timer, ``Math.seedrandom(seed)``, ``core.setDataMode(mode)``,
-``core.startEpisodeReal()``, wait for ``WOB_TASK_READY``. Read: ``WOB_DONE_GLOBAL``,
+``core``, leave the page's own episode timer (``core.EPISODE_MAX_TIME``) unless the config
+overrides it, ``Math.seedrandom(seed)``, ``core.setDataMode(mode)``, ``core.startEpisodeReal()``,
+wait for ``WOB_TASK_READY``. Read: ``WOB_DONE_GLOBAL``,
 ``WOB_REWARD_GLOBAL``, ``WOB_RAW_REWARD_GLOBAL``, ``WOB_REWARD_REASON`` and
 ``core.getUtterance()``.
 """
@@ -25,6 +26,7 @@ from traject.types import ImagePart
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
 
+# 'none': MiniWoB's core always arms a timer; this one never fires within an episode.
 NO_TIME_LIMIT_MS = 10**9
 
 STATE_JS = """() => ({
@@ -126,10 +128,11 @@ class TaskPage:
         await self.page.wait_for_function(
             "() => typeof core !== 'undefined' && typeof core.startEpisodeReal === 'function'",
             timeout=timeout)
-        limit_ms = NO_TIME_LIMIT_MS if config.page_time_limit_s is None else int(config.page_time_limit_s * 1000)
+        limit = config.page_time_limit_s
+        limit_ms = None if limit is None else NO_TIME_LIMIT_MS if limit == "none" else int(limit * 1000)
         await self.page.evaluate(
             """([seed, limit, mode]) => {
-                 core.EPISODE_MAX_TIME = limit;
+                 if (limit !== null) core.EPISODE_MAX_TIME = limit;
                  Math.seedrandom(seed);
                  if (mode !== null && typeof core.setDataMode === 'function') core.setDataMode(mode);
                  core.startEpisodeReal();

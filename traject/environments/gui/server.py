@@ -4,6 +4,7 @@ mounted under their own prefixes. Pages need nothing from the network."""
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -32,17 +33,36 @@ class _Handler(SimpleHTTPRequestHandler):
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    """A browser that closes a page mid-response (a context closed at the end of an episode)
+    is no error of the server's: those disconnects are counted, not printed as tracebacks."""
+
+    daemon_threads = True
+    dropped = 0
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):  # BrokenPipeError, ConnectionResetError, ...
+            self.dropped += 1
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class PageServer:
     """Serves mounted directories at ``http://127.0.0.1:<port>/<key>/...``."""
 
     def __init__(self) -> None:
         self._mounts: dict[str, Path] = {}
         handler = type("Handler", (_Handler,), {"mounts": self._mounts})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), partial(handler))
         self._thread = threading.Thread(target=self._server.serve_forever, name="traject-page-server",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def dropped_connections(self) -> int:
+        """Clients that went away mid-response (not errors, not printed)."""
+        return self._server.dropped
 
     @property
     def port(self) -> int:

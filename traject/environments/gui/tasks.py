@@ -18,6 +18,7 @@ GROUNDING_TASKS = ("click-button", "click-link", "double-click", "navigate-tabs"
 BUILTIN_SCREEN = (360, 360)
 MINIWOB_VIEWPORT = (500, 320)
 MINIWOB_CLIP = (0, 0, 160, 210)
+MINIWOB_DATA_MODE = "train"  # MiniWoB++'s harness: MiniWoBEnvironment(data_mode="train")
 
 
 def builtin_task_names() -> list[str]:
@@ -93,12 +94,14 @@ def _miniwob_layout(path: Path) -> tuple[Path, Path]:
 def miniwob_tasks(path: str, split: str = "test", n: int | None = None, seed: int = 0,
                   names: list[str] | None = None, viewport: tuple[int, int] = MINIWOB_VIEWPORT,
                   clip: tuple[int, int, int, int] | None = MINIWOB_CLIP,
-                  device_scale_factor: float | None = None) -> list[Task]:
+                  device_scale_factor: float | None = None, data_mode: str | None = MINIWOB_DATA_MODE) -> list[Task]:
     """Tasks from a MiniWoB++ HTML directory: pages that call ``core.endEpisode(reward)``.
 
     MiniWoB's task area is 160x210 CSS px at the page's top-left; the screenshot is clipped to
     it (``clip``), and ``device_scale_factor`` can enlarge it for vision models. The page's
-    ``Math.seedrandom`` is seeded per task, and ``core.setDataMode(split)`` is called.
+    ``Math.seedrandom`` is seeded per task (``split`` and ``seed`` pick the seeds), and
+    ``core.setDataMode(data_mode)`` is called: ``"train"`` by default, as MiniWoB++'s own harness
+    does (its ``data_mode`` default), whatever the split; ``None`` leaves the page's ``'default'``.
     """
     root, pages = _miniwob_layout(Path(path).expanduser().resolve())
     known = sorted(p.stem for p in pages.glob("*.html") if p.stem != "index")
@@ -110,7 +113,7 @@ def miniwob_tasks(path: str, split: str = "test", n: int | None = None, seed: in
 
     def data(name: str, s: int) -> dict:
         page = (rel / f"{name}.html").as_posix()
-        return GuiTaskData(page=page, root=str(root), seed=s, data_mode=split, viewport=viewport, clip=clip,
+        return GuiTaskData(page=page, root=str(root), seed=s, data_mode=data_mode, viewport=viewport, clip=clip,
                            device_scale_factor=device_scale_factor).model_dump(mode="json", exclude_none=True)
 
     return _tasks(chosen, split, n, seed, "miniwob", data)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from traject.environments.base import StepResult
 from traject.environments.sql.answer import extract_sql
 from traject.environments.sql.builtin import builtin_sql_tasks
-from traject.environments.sql.loaders import detect_layout, load_bird, load_spider
+from traject.environments.sql.loaders import detect_layout, load_bird, load_intercode, load_spider
 from traject.environments.sql.tools import SQLLimits, SQLToolset
 from traject.environments.tool_env import ToolEnv
 from traject.types import Message, Task
@@ -53,15 +53,19 @@ def make_sql_env(*, max_turns: int = 10, timeout_s: float = 5.0, max_rows: int =
 
 
 def sql_tasks(split: str = "test", n: int | None = None, seed: int = 0, path: str | Path | None = None,
-              layout: str | None = None, **_: Any) -> list[Task]:
-    """Built-in tasks, or a Spider / BIRD benchmark at ``path`` (layout detected unless given)."""
+              layout: str | None = None, dump: str | Path | None = None, questions: str | Path | None = None,
+              **_: Any) -> list[Task]:
+    """Built-in tasks, or a Spider / BIRD / InterCode benchmark at ``path`` (layout detected unless
+    given; InterCode's ``dump=`` and ``questions=`` name its files when the folder holds several)."""
     if path is None:
         return builtin_sql_tasks(split=split, n=n, seed=seed)
     kind = layout or detect_layout(path)
-    split = "dev" if split in ("test", "validation") and kind == "bird" else split
+    split = "dev" if split in ("test", "validation") and kind in ("bird", "intercode") else split
     split = "dev" if split == "validation" else split
     if kind == "spider":
         return load_spider(path, split=split, n=n)
     if kind == "bird":
         return load_bird(path, split=split, n=n)
-    raise ValueError(f"unknown SQL benchmark layout {kind!r}; use 'spider' or 'bird'")
+    if kind == "intercode":
+        return load_intercode(path, split=split, n=n, dump=dump, questions=questions)
+    raise ValueError(f"unknown SQL benchmark layout {kind!r}; use 'spider', 'bird' or 'intercode'")

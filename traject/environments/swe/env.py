@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from traject.environments.swe.images import REPO_DIR, ensure_env_image
-from traject.environments.swe.parsing import parse_report
+from traject.environments.swe.parsing import parse_report, report_parser
 from traject.environments.swe.reward import OutcomeLevel, StepRewardConfig, swe_reward
 from traject.environments.swe.task import SweTaskData, patch_files
 from traject.environments.tool_env import ToolEnv
@@ -63,6 +63,11 @@ class SweConfig(BaseModel):
     test_timeout_s: float = Field(600.0, gt=0)
     setup_timeout_s: float = Field(120.0, gt=0)
     install_network: bool = Field(True, description="image builds (apt, pip, install commands) may use the network")
+    images: Literal["build", "official", "auto"] = Field(
+        "build", description="build environment images here, run in SWE-bench's prebuilt ones (a registry must "
+        "answer), or auto: the prebuilt one when it can be pulled")
+    host_build_settings: bool = Field(False, description="lend image builds this host's CA bundle, pip settings and "
+                                      "proxies (BuildSettings.from_host()), for installs behind an intercepting proxy")
     track_edits: bool = Field(True, description="fingerprint the repository after each step (one git call)")
     run_tests_on_empty_patch: bool = True
     gate: OutcomeLevel | None = Field("patch_fails", description="G-RA gate; None: the outcome reward alone")
@@ -113,8 +118,12 @@ class SweEnv(ToolEnv):
 
     async def _open_sandbox(self, task: Task) -> Sandbox:
         data = task_data(task)
+        from traject.sandboxes.images import BuildSettings
+
+        build = BuildSettings.from_host() if self.config.host_build_settings else None
         ref = await ensure_env_image(data, base=self.config.base_image, workspace=self.config.sandbox.workspace,
-                                     install_network=self.config.install_network)
+                                     install_network=self.config.install_network, build=build,
+                                     images=self.config.images)
         return await open_sandbox(self.config.sandbox.model_copy(update={"image": ref.tag, "backend": "docker"}))
 
     async def prepare(self, ctx: ToolContext) -> None:
@@ -177,6 +186,7 @@ class SweEnv(ToolEnv):
         run = None
         if submitted and (modified or self.config.run_tests_on_empty_patch):
             run, final["test_patch_applied"] = await self.run_tests(sandbox, data)
+            final["log_parser"] = report_parser(data.log_parser, data.repo)
             assert self.ctx is not None
             probe = Trajectory(task_id=data.instance_id, steps=[Step(index=0, action=Message.assistant(""),
                                                                      info={"test_run": run})])
@@ -210,7 +220,8 @@ class SweEnv(ToolEnv):
                     "output_tail": f"the test patch did not apply: {apply_output[-2000:]}"}, False
         res = await sandbox.exec(command, timeout=self.config.test_timeout_s, workdir=self.repo_dir)
         text = res.stdout + "\n" + res.stderr
-        statuses = parse_report(text, data.log_parser)
+        statuses = parse_report(text, data.log_parser, repo=data.repo, instance_id=data.instance_id,
+                                version=data.version)
         return {"command": command, "exit_code": res.exit_code, "timed_out": res.timed_out,
                 "duration_s": res.duration_s, "statuses": {k: v.value for k, v in statuses.items()},
                 "output_tail": text[-4000:]}, True

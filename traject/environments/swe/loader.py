@@ -2,10 +2,15 @@
 
 Nothing is fetched: each record's repository must be on this machine, as a clone or a bare
 mirror, found under ``repos_dir`` by its SWE-bench name (``owner__name``, ``owner/name`` or
-``name``, with or without ``.git``), or given per record as ``repo_path``. SWE-bench does not
-say how to install or test a repository; ``specs`` (a JSON/YAML file or a dict
-``{repo: {version: {install, test_cmd, pip_packages, apt_packages, log_parser}}}``, ``"*"``
-matching any version) and ``defaults`` fill those fields.
+``name``, with or without ``.git``), or given per record as ``repo_path``.
+
+How to install and test a repository comes, per field, from the record itself, else ``specs``
+(a JSON/YAML file or a dict ``{repo: {version: {python, pre_install, install, test_cmd,
+pip_packages, apt_packages, log_parser}}}`` in SWE-bench's specs vocabulary, ``"*"`` matching
+any version), else ``defaults``. A record in SWE-bench 5.x's format carries its own
+``eval_script``: the test command between its ``>>>>> Start Test Output`` and ``>>>>> End Test
+Output`` markers becomes ``test_cmd`` (it names the test files itself). Its ``log_parser``
+names SWE-bench's parser, which reads the test output (see ``parsing.py``).
 """
 
 from __future__ import annotations
@@ -83,6 +88,25 @@ def _spec_for(specs: dict[str, Any], repo: str, version: str) -> dict[str, Any]:
     return {**(per_repo.get("*") or {}), **(per_repo.get(str(version)) or {})}
 
 
+START_MARK, END_MARK = ">>>>> Start Test Output", ">>>>> End Test Output"
+
+
+def eval_script_test_cmd(script: str) -> str | None:
+    """The command(s) SWE-bench's eval script runs between its test-output markers.
+
+    >>> eval_script_test_cmd("cd /testbed\\n: '>>>>> Start Test Output'\\npytest -rA t/test_a.py\\n"
+    ...                           ": '>>>>> End Test Output'\\ngit checkout abc t/test_a.py")
+    'pytest -rA t/test_a.py'
+    """
+    lines = script.splitlines()
+    start = next((i for i, ln in enumerate(lines) if START_MARK in ln), None)
+    end = next((i for i, ln in enumerate(lines) if END_MARK in ln), None)
+    if start is None or end is None or end <= start + 1:
+        return None
+    commands = [ln.strip() for ln in lines[start + 1:end] if ln.strip() and not ln.strip().startswith("#")]
+    return " && ".join(commands) or None
+
+
 def render_prompt(data: SweTaskData, *, workspace: str = "/workspace", repo_dir: str = "repo") -> str:
     return PROMPT.format(problem_statement=data.problem_statement.strip(), repo=data.repo, repo_dir=repo_dir,
                          workspace=workspace)
@@ -113,6 +137,12 @@ def load_swebench(path: str | Path, *, repos_dir: str | Path | None = None, spec
             continue
         merged = {**(defaults or {}), **_spec_for(spec_map, str(record.get("repo", "")),
                                                   str(record.get("version", ""))), **record}
+        if isinstance(record.get("eval_script"), str) and "test_cmd" not in record:
+            command = eval_script_test_cmd(record["eval_script"])
+            if command is not None:
+                merged.update(test_cmd=command, test_files=[])
+        if isinstance(record.get("log_parser"), str) and record["log_parser"].startswith("parse_log_"):
+            merged["log_parser"] = f"swebench:{record['log_parser']}"
         try:
             data = SweTaskData.model_validate(merged)
         except ValidationError as exc:

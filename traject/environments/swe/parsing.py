@@ -1,5 +1,10 @@
 """Per-test results from a test runner's output, read the way SWE-bench reads them.
 
+Where the ``swebench`` package (5.x, the ``interop`` extra) knows the repository, its own log
+parser reads the output (:func:`swebench_parser`: the record's parser name, else SWE-bench's
+parser for the repository), so statuses are SWE-bench's to the letter. traject's parsers below
+are the fallback for repositories SWE-bench does not cover, or when the package is missing.
+
 pytest's report is parsed by the rewards layer (``parse_pytest_report``: ``-rA`` summary and
 ``-v`` lines, full node ids). SWE-bench's own parser splits each summary line on whitespace and
 keeps the second word, so a test id with a space in it (``test_x[two words]``) is published in
@@ -61,9 +66,62 @@ def swebench_keys(statuses: dict[str, TestStatus]) -> dict[str, TestStatus]:
     return out
 
 
-def parse_report(text: str, parser: str) -> dict[str, TestStatus]:
-    if parser == "django":
+_SWEBENCH_STATUS = {"PASSED": TestStatus.PASSED, "FAILED": TestStatus.FAILED, "SKIPPED": TestStatus.SKIPPED,
+                    "ERROR": TestStatus.ERROR, "XFAIL": TestStatus.XFAIL, "XPASS": TestStatus.XPASS}
+
+
+def swebench_parser(repo: str | None, name: str = "auto"):  # noqa: ANN201 - swebench's parser function or None
+    """SWE-bench's own log parser: by ``name`` (``parse_log_django``, ...) or, for ``auto``, the
+    one SWE-bench uses for ``repo``. None when the package is not installed or does not know it."""
+    try:
+        from swebench.harness.log_parsers import PARSER_REGISTRY
+    except ImportError:
+        return None
+    if name not in ("auto", ""):
+        return PARSER_REGISTRY.get(name.removeprefix("swebench:"))
+    import importlib
+
+    for language in ("python", "javascript", "java", "go", "rust", "ruby", "php", "c"):
+        try:
+            module = importlib.import_module(f"swebench.harness.log_parsers.{language}")
+        except ImportError:
+            continue
+        for table in (v for k, v in vars(module).items() if k.startswith("MAP_REPO_TO_PARSER")):
+            if isinstance(table, dict) and repo in table:
+                return table[repo]
+    return None
+
+
+def parse_with_swebench(text: str, parser, *, repo: str = "", instance_id: str = "", version: str = "",
+                        log_parser: str = "") -> dict[str, TestStatus]:
+    from swebench.types import TestSpec
+
+    spec = TestSpec(instance_id=instance_id, image="", eval_script_list=[], repo=repo, version=version,
+                    FAIL_TO_PASS=[], PASS_TO_PASS=[], log_parser=log_parser)
+    raw = parser(text, spec)
+    return {test: _SWEBENCH_STATUS[str(status)] for test, status in raw.items() if str(status) in _SWEBENCH_STATUS}
+
+
+def report_parser(parser: str, repo: str | None) -> str:
+    """Which parser reads a report: ``swebench:<name>`` or traject's ``pytest``/``django``."""
+    if parser in ("pytest", "django"):
+        return parser
+    found = swebench_parser(repo, parser)
+    if found is not None:
+        return f"swebench:{found.__name__}"
+    if parser not in ("auto", ""):
+        raise ValueError(f"unknown log parser {parser!r}: use auto, pytest, django, or a swebench parser name "
+                         "(the swebench package must be installed: pip install 'traject[interop]')")
+    return "pytest"
+
+
+def parse_report(text: str, parser: str, *, repo: str | None = None, instance_id: str = "",
+                 version: str = "") -> dict[str, TestStatus]:
+    chosen = report_parser(parser, repo)
+    if chosen == "django":
         return parse_django_report(text)
-    if parser == "pytest":
+    if chosen == "pytest":
         return swebench_keys(parse_pytest_report(text))
-    raise ValueError(f"unknown log parser {parser!r}: use pytest or django")
+    name = chosen.removeprefix("swebench:")
+    return parse_with_swebench(text, swebench_parser(repo, name), repo=repo or "", instance_id=instance_id,
+                               version=version, log_parser=name)

@@ -12,7 +12,10 @@ resolved patch the only positive outcome.
 
 G-RA (:func:`swe_reward`): step rewards (valid tool calls, files edited, tests run) are added
 only when the outcome reaches ``gate`` (default ``patch_fails``: a non-empty patch was
-submitted). The result carries the gated and the ungated totals.
+submitted). Their sum is capped at half the smallest gap between the outcome values at or above
+the gate, so no amount of step reward lifts an outcome to the next level's score: a failing
+patch can never score what a resolved one does. The result carries the gated and the ungated
+totals.
 """
 
 from __future__ import annotations
@@ -117,14 +120,31 @@ class SweStepRewards(Reward):
                             components={self.name: total, "edits": float(edits), "test_runs": float(test_runs)})
 
 
+#: The step rewards' cap, as a share of the smallest gap between gated outcome values.
+STEP_SHARE_OF_MARGIN = 0.5
+
+
+def step_cap(values: dict[str, float], gate: OutcomeLevel) -> float | None:
+    """The most step rewards may add: below the smallest gap between consecutive outcome values
+    from ``gate`` up (None when only ``resolved`` is gated: nothing above it to reach)."""
+    levels = OUTCOME_LEVELS[OUTCOME_LEVELS.index(gate):]
+    gaps = [values[b] - values[a] for a, b in zip(levels, levels[1:], strict=False)]
+    return STEP_SHARE_OF_MARGIN * min(gaps) if gaps else None
+
+
 def swe_reward(*, gate: OutcomeLevel | None = "patch_fails", values: dict[str, float] | None = None,
                steps: StepRewardConfig | None = None) -> Reward:
-    """G-RA for SWE: the outcome, then step rewards gated on the outcome reaching ``gate``.
-    ``gate=None``: the outcome alone."""
+    """G-RA for SWE: the outcome, then step rewards gated on the outcome reaching ``gate``,
+    capped below the margin to the next outcome level (``step_cap``). ``gate=None``: the
+    outcome alone."""
     outcome = SweOutcome(values)
     if gate is None:
         return outcome
     if gate not in OUTCOME_LEVELS:
         raise ValueError(f"gate must be one of {OUTCOME_LEVELS}, not {gate!r}")
+    steps = steps or StepRewardConfig()
+    cap = step_cap(outcome.values, gate)
+    if cap is not None and (steps.max_total is None or steps.max_total > cap):
+        steps = steps.model_copy(update={"max_total": cap})
     return GatedAccumulation([GateLevel(reward=outcome, threshold=outcome.values[gate], name="outcome"),
                               GateLevel(reward=SweStepRewards(steps), name="steps")], name="swe")

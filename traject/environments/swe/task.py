@@ -2,18 +2,23 @@
 
 The SWE-bench fields are kept as published (``FAIL_TO_PASS``/``PASS_TO_PASS`` may be
 JSON-encoded strings there; here they become lists). The execution fields are not part of
-SWE-bench: ``install`` (shell commands run once, at ``environment_setup_commit``, when the
-environment image is built), ``apt_packages``/``pip_packages`` (the toolchain), ``test_cmd``
-(run with the test files of ``test_patch`` appended) and ``log_parser``. ``repo_path`` is the
-repository on this machine: a clone or a bare mirror.
+SWE-bench: ``python`` (the Python version the repository and version need, as SWE-bench's specs
+give it: the environment image is built on the Debian suite that ships it), ``pre_install`` and
+``install`` (shell commands run once, at ``environment_setup_commit``, when the environment
+image is built), ``apt_packages``/``pip_packages`` (the toolchain), ``test_cmd`` (run with the
+test files of ``test_patch`` appended) and ``log_parser``. ``repo_path`` is the repository on
+this machine: a clone or a bare mirror.
+
+``log_parser``: ``auto`` (the default) reads the test output with SWE-bench's own parser for the
+repository (the ``swebench`` package, ``interop`` extra), or the record's ``swebench`` parser
+name (``parse_log_pytest_v2``, ...), falling back to traject's ``pytest`` parser for
+repositories SWE-bench does not know; ``pytest`` and ``django`` force traject's own.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_TEST_CMD = "python3 -m pytest -rA --tb=short -p no:cacheprovider"
@@ -37,13 +42,17 @@ class SweTaskData(BaseModel):
     hints_text: str = ""
     # --- how to run it -----------------------------------------------------------------------
     repo_path: str | None = Field(None, description="a clone or a bare mirror of the repository on this machine")
+    python: str | None = Field(None, description="the Python version, X.Y (SWE-bench specs' 'python'); "
+                               "None: the base image's")
+    pre_install: list[str] = Field(default_factory=list, description="shell commands run before install "
+                                   "(SWE-bench specs' 'pre_install')")
     install: list[str] = Field(default_factory=list, description="shell commands run in the repository "
                                "at environment_setup_commit when the environment image is built")
     apt_packages: list[str] = Field(default_factory=lambda: ["python3-pytest"])
     pip_packages: list[str] = Field(default_factory=list)
     test_cmd: str = DEFAULT_TEST_CMD
     test_files: list[str] | None = Field(None, description="default: the files test_patch touches")
-    log_parser: Literal["pytest", "django"] = "pytest"
+    log_parser: str = Field("auto", description="auto, pytest, django, or a swebench parser name")
 
     @field_validator("FAIL_TO_PASS", "PASS_TO_PASS", mode="before")
     @classmethod
@@ -55,7 +64,12 @@ class SweTaskData(BaseModel):
                 raise ValueError(f"a JSON-encoded list of test ids was expected: {exc.msg}") from None
         return value
 
-    @field_validator("install", "apt_packages", "pip_packages", mode="before")
+    @field_validator("python", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("install", "pre_install", "apt_packages", "pip_packages", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value

@@ -2,17 +2,27 @@
 
 The user has a profile (persona, a scene with a hidden theme, a character type and traits, a
 hidden task, a first utterance: the RLVER / SAGE profile JSONL) and an emotion score in
-[0, 100], starting at ``start_emotion`` (30 in RLVER training, 40 in SAGE). Each agent turn
-makes two model calls:
+[0, 100]. Each agent turn makes two model calls:
 
 1. the analyser reads the conversation in character and returns how the emotion changes,
    with its reasons (the change clamped to ``±max_change`` when set, as SAGE does);
 2. the reply call speaks in character, given the emotion's label and the analysis.
 
-At the extremes the user says goodbye. The episode ends on goodbye, emotion <= 0,
-emotion >= 100, or after ``max_turns`` user replies. The agent thinks, then says: its
-``<think>…</think>`` is stripped before the user reads it. The emotion after every turn is in
-the user's state (``emotion``, ``emotion_trace``, ``reasons``, ``done_reason``: the contract of
+The rules of a dialogue are each benchmark's own (``EmotionRules``; RLVER's training set-up or
+SAGE's evaluation set-up), picked from the profile's family unless the config names them:
+
+======  =====  ==========  ==========  =================================  ==========
+rules   start  max change  user turns  ends low                           ends high
+======  =====  ==========  ==========  =================================  ==========
+rlver   30     none        8           emotion <= 0                       (goodbye)
+sage    40     ±10         9           emotion < 10                       >= 100
+======  =====  ==========  ==========  =================================  ==========
+
+Either also ends when the user says goodbye. A profile with SAGE's fields (``task``,
+``first_talk`` or ``cha_group``) is SAGE's; one with only RLVER's (``id, player, scene,
+main_cha, topic``) is RLVER's. The agent thinks, then says: its ``<think>…</think>`` is
+stripped before the user reads it. The emotion after every turn is in the user's state
+(``emotion``, ``emotion_trace``, ``reasons``, ``done_reason``: the contract of
 ``traject.rewards.emotion``), which the env records in each step's ``info["user_state"]``; the
 reward is max(final / 100, 0).
 """
@@ -22,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
@@ -91,6 +101,11 @@ class EmotionProfile(BaseModel):
             return [t.strip() for t in re.split(r"[,，、]", v) if t.strip()]
         return v
 
+    @property
+    def family(self) -> Literal["rlver", "sage"]:
+        """SAGE's profiles carry a hidden task, a first talk and traits; RLVER's do not."""
+        return "sage" if (self.task or self.first_talk or self.cha_group) else "rlver"
+
     def render(self) -> str:
         parts = [f"# Who you are\n{self.player}", f"# The scene (its hidden theme is yours to reveal slowly)\n{self.scene}"]
         character = ", ".join(x for x in [self.main_cha or "", *self.cha_group] if x)
@@ -101,17 +116,60 @@ class EmotionProfile(BaseModel):
         return "\n\n".join(parts)
 
 
+class EmotionRules(BaseModel):
+    """When and how a dialogue's emotion moves and ends: one benchmark's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    start_emotion: float = Field(ge=0, le=100)
+    max_change: float | None = Field(default=None, gt=0, description="clamp of one turn's change; None: no clamp")
+    max_turns: int = Field(ge=1, description="user replies before the dialogue ends")
+    end_emotion: float = Field(description="the low threshold that ends the dialogue")
+    end_rule: Literal["below", "at_or_below"] = "at_or_below"
+    end_high: float | None = Field(default=None, description="the emotion at or above which it ends; None: never")
+
+    def ends_low(self, emotion: float) -> bool:
+        return emotion < self.end_emotion if self.end_rule == "below" else emotion <= self.end_emotion
+
+    def ends_high(self, emotion: float) -> bool:
+        return self.end_high is not None and emotion >= self.end_high
+
+
+# RLVER's training rollouts: start 30, changes unclamped, 8 user turns, end at 0 or below.
+RLVER_RULES = EmotionRules(name="rlver", start_emotion=RLVER_START, max_change=None, max_turns=8,
+                           end_emotion=0, end_rule="at_or_below", end_high=None)
+# SAGE's evaluation: start 40, changes of at most ±10, 9 simulator replies after the first talk
+# (10 rounds), end below 10 or at 100.
+SAGE_RULES = EmotionRules(name="sage", start_emotion=SAGE_START, max_change=10, max_turns=9,
+                          end_emotion=10, end_rule="below", end_high=100)
+RULES: dict[str, EmotionRules] = {"rlver": RLVER_RULES, "sage": SAGE_RULES}
+_RULE_FIELDS = ("start_emotion", "max_change", "max_turns", "end_emotion", "end_rule", "end_high")
+
+
 class EmotionUserConfig(BaseModel):
+    """``rules`` picks the benchmark's settings (``auto``: from the profile's family); any rule
+    field set here overrides that benchmark's value (``max_change=None`` explicitly: no clamp)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    start_emotion: float = Field(default=RLVER_START, ge=0, le=100)
-    # SAGE clamps each turn's change to ±10; RLVER does not (None).
-    max_change: float | None = None
-    max_turns: int = Field(default=8, ge=1)
+    rules: Literal["auto", "rlver", "sage"] = "auto"
+    start_emotion: float | None = Field(default=None, ge=0, le=100)
+    max_change: float | None = Field(default=None, gt=0)
+    max_turns: int | None = Field(default=None, ge=1)
+    end_emotion: float | None = None
+    end_rule: Literal["below", "at_or_below"] | None = None
+    end_high: float | None = None
     goodbye_words: tuple[str, ...] = ("goodbye", "bye", "bye-bye", "再见", "拜拜")
     break_patterns: tuple[str, ...] = DEFAULT_BREAK_PATTERNS
     analyser_temperature: float | None = 0.5
     reply_temperature: float | None = 0.7
+
+    def rules_for(self, profile: EmotionProfile | None) -> EmotionRules:
+        family = self.rules if self.rules != "auto" else (profile.family if profile is not None else "rlver")
+        base = RULES[family]
+        overrides = {k: getattr(self, k) for k in _RULE_FIELDS if k in self.model_fields_set}
+        return base.model_copy(update={**overrides, "name": family if not overrides else f"{family}+custom"})
 
 
 ANALYSER_SYSTEM = """\
@@ -237,7 +295,8 @@ class EmotionUser(UserSimulator):
         self.profile_override = profile
         self.config = config or EmotionUserConfig(**config_kwargs)
         self.profile: EmotionProfile | None = None
-        self.emotion = self.config.start_emotion
+        self.rules = self.config.rules_for(profile)
+        self.emotion = self.rules.start_emotion
         self.trace: list[float] = []
         self.dialogue: list[dict[str, str]] = []
         self.analyses: list[dict[str, JsonValue]] = []
@@ -249,7 +308,8 @@ class EmotionUser(UserSimulator):
 
     async def reset(self, task: Task) -> Message | None:
         self.profile = self.profile_override or profile_of(task)
-        self.emotion = self.config.start_emotion
+        self.rules = self.config.rules_for(self.profile)
+        self.emotion = self.rules.start_emotion
         self.trace = [self.emotion]
         self.dialogue = []
         self.analyses = []
@@ -275,21 +335,21 @@ class EmotionUser(UserSimulator):
         self.dialogue.append({"role": "supporter", "content": said})
         analysis = await self._analyse()
         change = analysis.change
-        if self.config.max_change is not None:
-            change = max(-self.config.max_change, min(self.config.max_change, change))
+        if self.rules.max_change is not None:
+            change = max(-self.rules.max_change, min(self.rules.max_change, change))
         self.emotion = max(0.0, min(100.0, self.emotion + change))
         self.trace.append(self.emotion)
         self.analyses.append({**analysis.model_dump(), "change": change, "emotion": self.emotion})
         self._turns += 1
         text = await self._reply(analysis)
         self.dialogue.append({"role": "me", "content": text})
-        if self.emotion >= 100:
+        if self.rules.ends_high(self.emotion):
             self.ended_by = "emotion_high"
-        elif self.emotion <= 0:
+        elif self.rules.ends_low(self.emotion):
             self.ended_by = "emotion_low"
         elif self._says_goodbye(text):
             self.ended_by = "goodbye"
-        elif self._turns >= self.config.max_turns:
+        elif self._turns >= self.rules.max_turns:
             self.ended_by = "max_turns"
         return UserTurn(message=Message.user(text), done=self.ended_by is not None, state=self.state)
 
@@ -350,6 +410,7 @@ class EmotionUser(UserSimulator):
             "reasons": [str(a.get("analyse") or a.get("reason") or "") for a in self.analyses],
             "emotion_label": emotion_label(self.emotion),
             "user_turns": self._turns,
+            "rules": self.rules.name,
         }
         if self.analyses:
             last = self.analyses[-1]

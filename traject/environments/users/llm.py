@@ -3,26 +3,26 @@ chat endpoint, with retries, per-episode seeds and a response cache.
 
 Every call is made for an episode: the seed comes from ``traject.episode.current_episode()``
 (one per attempt), and an accepted answer is cached under (conversation, seed, purpose), so
-re-running an episode replays the simulator exactly. An answer the caller rejects (empty, out
-of character) is retried with another sampling seed; when the attempts run out, or the
-endpoint keeps failing, the call raises ``InfraError``: the episode is then marked
-``infra_error``, never counted as the agent's failure.
+re-running an episode replays the simulator exactly. Requests go through
+``traject.agents.transport`` (the one transport and retry policy: transient endpoint failures
+are retried there). An answer the caller rejects (empty, out of character) is asked again with
+another sampling seed; when the attempts run out, or the endpoint keeps failing, the call
+raises ``InfraError``: the episode is then marked ``infra_error``, never counted as the agent's
+failure.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import random
-import ssl
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
+from traject.agents.lean_http import Attr, wrap
+from traject.agents.transport import EndpointError, RetryPolicy, Transport
 from traject.environments.users.cache import ResponseCache, cache_key, default_cache
 from traject.episode import current_episode
 from traject.types import InfraError, ToolCall
@@ -47,7 +47,8 @@ class SimulatorLLMConfig(BaseModel):
     temperature: float = 0.7
     max_tokens: int | None = 1024
     request_timeout_s: float = 60.0
-    # Attempts per call, counting the first: an endpoint failure or a rejected answer uses one.
+    # Attempts per call, counting the first: of the endpoint (transient failures, retried with
+    # backoff) and, separately, of answers the caller rejects.
     max_attempts: int = Field(default=2, ge=1)
     backoff_s: float = 0.5
     send_seed: bool = True
@@ -75,11 +76,6 @@ class ChatReply(BaseModel):
 Validator = Callable[[ChatReply], "str | None"]
 
 
-@functools.lru_cache(maxsize=1)
-def shared_ssl_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
 def derive_seed(seed: int, purpose: str, attempt: int) -> int:
     digest = hashlib.blake2b(f"{seed}\0{purpose}\0{attempt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % (2**31)
@@ -103,7 +99,7 @@ class SimulatorLLM:
             return None
         return self._cache if self._cache is not None else default_cache()
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> Transport:
         base_url = self.config.resolved_base_url()
         if base_url is None:
             raise InfraError(
@@ -111,14 +107,9 @@ class SimulatorLLM:
                 f"{self.config.env_prefix}_BASE_URL to an OpenAI-compatible server (e.g. vLLM `serve`)"
             )
         if self._client is None or self._client_url != base_url:
-            import openai
-
-            # One TLS context for every simulator client: building it (loading the CA bundle) is most
-            # of the cost of a new client, and an env makes a client per episode.
-            http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context(), timeout=self.config.request_timeout_s)
-            self._client = openai.AsyncOpenAI(base_url=base_url, api_key=self.config.resolved_api_key(),
-                                              max_retries=0, timeout=self.config.request_timeout_s,
-                                              http_client=http)
+            c = self.config
+            self._client = Transport(base_url, api_key=c.resolved_api_key(), timeout_s=c.request_timeout_s,
+                                     retry=RetryPolicy(max_retries=c.max_attempts - 1, backoff_s=c.backoff_s))
             self._client_url = base_url
         return self._client
 
@@ -126,7 +117,7 @@ class SimulatorLLM:
         """Close the HTTP client (a later call opens a new one)."""
         client, self._client, self._client_url = self._client, None, None
         if client is not None:
-            await client.close()
+            await client.aclose()
 
     async def generate(self, messages: list[dict[str, Any]], *, purpose: str,
                        tools: list[dict[str, Any]] | None = None, validate: Validator | None = None,
@@ -145,14 +136,12 @@ class SimulatorLLM:
                 return ChatReply.model_validate(hit)
         problems: list[str] = []
         for attempt in range(self.config.max_attempts):
-            if attempt and problems and problems[-1].startswith("endpoint"):
-                await anyio.sleep(self.config.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random()))
             try:
                 reply = await self._request(messages, tools, temp,
                                             derive_seed(seed, purpose, attempt) if seed is not None else None)
             except InfraError as exc:
                 problems.append(f"endpoint failed: {exc}")
-                continue
+                break
             problem = validate(reply) if validate is not None else None
             if problem is None:
                 if key is not None and cache is not None:
@@ -160,13 +149,11 @@ class SimulatorLLM:
                 return reply
             problems.append(problem)
         raise InfraError(f"the {self.name} gave no usable answer ({purpose}) after "
-                         f"{self.config.max_attempts} attempt(s): " + "; ".join(problems))
+                         f"{len(problems)} attempt(s): " + "; ".join(problems))
 
     async def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                        temperature: float, seed: int | None) -> ChatReply:
-        client = self._get_client()
-        import openai
-
+        transport = self._get_client()
         req: dict[str, Any] = {"model": self.config.resolved_model(), "messages": messages,
                                "temperature": temperature}
         if self.config.max_tokens is not None:
@@ -175,12 +162,14 @@ class SimulatorLLM:
             req["tools"] = tools
         if seed is not None and self.config.send_seed:
             req["seed"] = seed
-        self.requests += 1
+        sent = transport.requests
         try:
-            resp = await client.chat.completions.create(**req)
-        except openai.OpenAIError as exc:
+            resp = wrap(await transport.post_json("/chat/completions", req))
+        except EndpointError as exc:
             raise InfraError(f"{type(exc).__name__}: {exc}") from exc
-        if not resp.choices:
+        finally:
+            self.requests += transport.requests - sent
+        if not resp.choices or not isinstance(resp.choices, list) or not isinstance(resp.choices[0].message, Attr):
             raise InfraError("the endpoint answered with no choices")
         msg = resp.choices[0].message
         calls = [_parse_call(c) for c in (msg.tool_calls or [])]

@@ -8,7 +8,10 @@ Registered through the YAML at ``actor_rollout_ref.rollout.agent.agent_loop_conf
 2. takes an Env from this worker process's pool (``traject.make(env, **config)`` once);
 3. runs traject's AgentLoop with a VerlServerPolicy over ``server_manager.generate``: tools,
    sandboxes, simulated users and GUI observations all run inside the episode;
-4. returns the trajectory's TokenView(s) as AgentLoopOutput(s) with the traject reward.
+4. returns the trajectory's TokenView(s) as AgentLoopOutput(s) with the traject reward: the
+   total on the last token, or (``turn_scores``, the turn estimator) each assistant turn's
+   reward on that turn's last token, or (``defer_reward``, a GroupReward) no score, for the
+   ``traject_group`` reward manager to give once the task's G samples are in.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
 from traject.agents.loop import AgentLoop  # noqa: E402
 from traject.episode import EpisodeInfo, episode_seed, reset_episode, set_episode  # noqa: E402
 from traject.trainers.verl.dataset import task_from_row  # noqa: E402
-from traject.trainers.verl.output import Conversion, Segment, convert, num_chat_turns  # noqa: E402
+from traject.trainers.verl.output import (  # noqa: E402
+    TOKEN_SCORES,
+    Conversion,
+    Segment,
+    convert,
+    num_chat_turns,
+    turn_token_scores,
+)
 from traject.trainers.verl.policy import VerlServerPolicy  # noqa: E402
 from traject.trainers.verl.registration import AgentLoopSettings  # noqa: E402
 from traject.trainers.verl.worker import worker_state  # noqa: E402
@@ -50,20 +60,46 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class TrajectAgentLoopOutput(AgentLoopOutput):
+    """veRL's AgentLoopOutput whose ``rm_scores`` (veRL's token-level scores) carry the
+    per-turn scores of ``extra_fields[TOKEN_SCORES]`` when there are any. veRL's V1 worker
+    builds each row from ``as_dict``; the legacy worker from TrajectAgentLoopWorker."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = super().as_dict()
+        scores = self.extra_fields.get(TOKEN_SCORES)
+        if scores is not None and "rm_scores" in out:
+            out["rm_scores"] = token_scores_row(scores, len(self.response_ids))
+        return out
+
+
+def token_scores_row(scores: list[list[float]], width: int) -> Any:
+    """``[[position, value], ...]`` as a row of ``width`` token-level scores."""
+    import torch
+
+    row = torch.zeros(width, dtype=torch.float32)
+    for pos, value in scores:
+        if 0 <= int(pos) < width:
+            row[int(pos)] += float(value)
+    return row
+
+
 class TrajectAgentLoop(AgentLoopBase):
     """Constructor arguments beyond veRL's come from the agent-loop YAML
     (:class:`~traject.trainers.verl.registration.AgentLoopSettings`)."""
 
     def __init__(self, *args: Any, env: str, env_configs: Any = None, tool_format: str = "hermes",
                  episode_timeout_s: float | None = None, max_steps: int = 1000, seed: int = 0,
-                 store_dir: str | None = None, reward_components: Any = None, name: str | None = None,
-                 tools: Any = None, **kwargs: Any) -> None:
+                 store_dir: str | None = None, reward_components: Any = None, max_new_tokens: int | None = None,
+                 turn_scores: bool = False, turn_rewards: str = "per_turn", defer_reward: bool = False,
+                 name: str | None = None, tools: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # ``name`` and ``tools`` are veRL's registration name and its own (unused) tool list.
         self.settings = AgentLoopSettings(
             env=env, env_configs=_plain(env_configs) or {}, tool_format=tool_format,
             episode_timeout_s=episode_timeout_s, max_steps=max_steps, seed=seed, store_dir=store_dir,
-            reward_components=_plain(reward_components))
+            reward_components=_plain(reward_components), max_new_tokens=max_new_tokens,
+            turn_scores=turn_scores, turn_rewards=turn_rewards, defer_reward=defer_reward)
         self.prompt_length = int(self.rollout_config.prompt_length)
         self.response_length = int(self.rollout_config.response_length)
         self.with_logprobs = bool(self.rollout_config.calculate_log_probs)
@@ -80,11 +116,15 @@ class TrajectAgentLoop(AgentLoopBase):
         sample_index = int(session_id) if session_id is not None else 0
         request_id = uuid.uuid4().hex
         generate_kwargs = {"priority": int(kwargs["priority"])} if "priority" in kwargs else {}
+        server = self.server_manager
+        if self.settings.max_new_tokens is not None:
+            server = _TurnCap(server, self.settings.max_new_tokens)
         policy = VerlServerPolicy(
-            server_manager=self.server_manager, builder=self.continuous_token_builder,
-            tokenizer=self.tokenizer, request_id=request_id, sampling_params=sampling_params,
-            prompt_length=self.prompt_length, response_length=self.response_length,
-            tool_format=self.settings.tool_format, prepare_images=self._prepare_images,
+            server_manager=server, tokenizer=self.tokenizer, processor=self.processor,
+            template_kwargs=_plain(self.apply_chat_template_kwargs) or {}, request_id=request_id,
+            sampling_params=sampling_params, prompt_length=self.prompt_length,
+            response_length=self.response_length, tool_format=self.settings.tool_format,
+            prepare_images=self._prepare_images,
             generate_kwargs=generate_kwargs)
         state = worker_state()
         env = state.acquire(env_name, env_config)
@@ -111,13 +151,15 @@ class TrajectAgentLoop(AgentLoopBase):
         if not conv.trainable:
             log.warning("task %s: trajectory kept out of training (%s)", task.id, "; ".join(conv.reasons))
         outputs = self._outputs(traj, conv, policy)
-        if session_id is not None:
+        if session_id is not None and (outputs or not self.settings.defer_reward):
             return outputs  # V1: zero outputs drop the session; several carry several segments
+        if not outputs:  # legacy, or a group reward that must hear of every sample
+            return self._untrainable_output(traj, conv, policy)
         if len(outputs) > 1:
             log.warning("task %s: %d prefix-consistent segments; the legacy worker takes one output "
                         "per row, so only the last is trained", task.id, len(outputs))
             outputs[-1].extra_fields["traject_dropped_segments"] = len(outputs) - 1
-        return outputs[-1] if outputs else self._untrainable_output(traj, conv, policy)
+        return outputs[-1]
 
     async def _prepare_images(self, images: list[Any]) -> list[Any]:
         try:
@@ -131,7 +173,7 @@ class TrajectAgentLoop(AgentLoopBase):
         return list(info.get("images") or images)
 
     def _extra(self, traj: Trajectory, conv: Conversion, policy: VerlServerPolicy) -> dict[str, Any]:
-        return {
+        extra = {
             "reward_extra_info": dict(conv.reward_info),
             "turn_scores": [s.reward for s in traj.steps],
             "tool_rewards": [r.reward for s in traj.steps for r in s.tool_results if r.reward is not None],
@@ -141,6 +183,10 @@ class TrajectAgentLoop(AgentLoopBase):
             "traject_trajectory_id": traj.id,
             "traject_request_id": policy.request_id,
         }
+        if self.settings.defer_reward:  # what the traject_group reward manager scores
+            extra["traject_trajectory"] = traj.model_dump_json()
+            extra["traject_trainable"] = conv.trainable
+        return extra
 
     def _metrics(self, traj: Trajectory) -> AgentLoopMetrics:
         t = traj.timings
@@ -148,16 +194,19 @@ class TrajectAgentLoop(AgentLoopBase):
                                 compute_score=t.reward_s)
 
     def _output(self, seg: Segment, traj: Trajectory, conv: Conversion, policy: VerlServerPolicy) -> AgentLoopOutput:
-        return AgentLoopOutput(
+        extra = self._extra(traj, conv, policy)
+        if self.settings.turn_scores:
+            extra[TOKEN_SCORES] = turn_token_scores(traj, seg, self.settings.turn_rewards)
+        return TrajectAgentLoopOutput(
             prompt_ids=seg.prompt_ids,
             response_ids=seg.response_ids,
             response_mask=seg.response_mask,
             response_logprobs=seg.response_logprobs if self.with_logprobs else None,
             multi_modal_data={"images": list(policy.images)} if policy.images else {},
-            reward_score=conv.reward,
+            reward_score=None if self.settings.defer_reward else conv.reward,
             num_turns=num_chat_turns(traj),
             metrics=self._metrics(traj),
-            extra_fields=self._extra(traj, conv, policy),
+            extra_fields=extra,
         )
 
     def _outputs(self, traj: Trajectory, conv: Conversion, policy: VerlServerPolicy) -> list[AgentLoopOutput]:
@@ -168,13 +217,29 @@ class TrajectAgentLoop(AgentLoopBase):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         view = traj.token_views[0] if traj.token_views else None
         prompt = view.ids[: view.prompt_len][-self.prompt_length:] if view else [pad]
-        return AgentLoopOutput(
+        return TrajectAgentLoopOutput(
             prompt_ids=prompt or [pad],
             response_ids=[pad],
             response_mask=[0],
             response_logprobs=[0.0] if self.with_logprobs else None,
-            reward_score=0.0,
+            reward_score=None if self.settings.defer_reward else 0.0,
             num_turns=num_chat_turns(traj),
             metrics=self._metrics(traj),
             extra_fields=self._extra(traj, conv, policy),
         )
+
+
+class _TurnCap:
+    """The rollout server with each turn's ``max_tokens`` capped at ``rollout.max_new_tokens``."""
+
+    def __init__(self, server: Any, cap: int) -> None:
+        self._server = server
+        self._cap = cap
+
+    async def generate(self, *, sampling_params: dict[str, Any], **kwargs: Any) -> Any:
+        params = dict(sampling_params)
+        params["max_tokens"] = min(int(params.get("max_tokens") or self._cap), self._cap)
+        return await self._server.generate(sampling_params=params, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)

@@ -1,7 +1,7 @@
-"""traject Messages as the chat dicts that chat templates (and veRL's token builders) read.
+"""Images of traject Messages in the form veRL's multimodal processors take.
 
-Images (GUI screenshots) become ``{"type": "image", "image": <PIL image>}`` parts, the form
-veRL's multimodal processors take.
+Screenshots (GUI envs) are inline base64 ImageParts; the processor wants PIL images. The
+prompt ids themselves come from traject's one token builder (ChatRenderer).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import base64
 import io
 from typing import Any
 
-from traject.types import ImagePart, Message, TextPart
+from traject.types import ImagePart
 
 
 def decode_image(part: ImagePart) -> Any:
@@ -23,33 +23,3 @@ def decode_image(part: ImagePart) -> Any:
     img = Image.open(io.BytesIO(base64.b64decode(part.data)))
     img.load()
     return img.convert("RGB")
-
-
-def chat_dict(message: Message) -> tuple[dict[str, Any], list[Any]]:
-    """The chat dict of ``message`` and the images it carries, in order."""
-    images: list[Any] = []
-    content: Any
-    if isinstance(message.content, str):
-        content = message.content
-    else:
-        content = []
-        for part in message.content:
-            if isinstance(part, TextPart):
-                content.append({"type": "text", "text": part.text})
-            else:
-                img = decode_image(part)
-                images.append(img)
-                content.append({"type": "image", "image": img})
-    d: dict[str, Any] = {"role": message.role, "content": content}
-    if message.role == "assistant" and message.tool_calls:
-        d["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.raw if c.error is not None and c.raw else c.arguments}}
-            for c in message.tool_calls
-        ]
-    if message.role == "tool":
-        if message.tool_call_id is not None:
-            d["tool_call_id"] = message.tool_call_id
-        if message.name is not None:
-            d["name"] = message.name
-    return d, images

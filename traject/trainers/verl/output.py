@@ -109,6 +109,32 @@ def convert(traj: Trajectory, *, prompt_length: int, response_length: int,
     return Conversion(segments if trainable else [], trainable, reward, info, dropped, reasons)
 
 
+#: extra_fields key: ``[[position in the response, score], ...]``, one per assistant turn.
+TOKEN_SCORES = "traject_token_scores"
+
+
+def turn_token_scores(traj: Trajectory, seg: Segment, unit: str = "per_turn") -> list[list[float]]:
+    """Each assistant turn's reward (CM2's per-turn scores, or per-step ones such as G-RA's
+    gated step rewards) at the position of that turn's last sampled token in ``seg``'s
+    response: what the turn estimator reads from veRL's token-level scores. Turns outside the
+    segment (an earlier segment, or cut by the response budget) have no position here."""
+    from traject.trainers.advantage import assistant_turn_rewards
+
+    if traj.reward is None or traj.reward.failed:
+        return []
+    rewards = assistant_turn_rewards(traj, unit)
+    view = next((v for v in traj.token_views if v.ids[: v.prompt_len] == seg.prompt_ids
+                 and v.ids[v.prompt_len:][: len(seg.response_ids)] == seg.response_ids), None)
+    if view is None or not view.turn:
+        return []
+    turns = view.turn[view.prompt_len:][: len(seg.response_ids)]
+    last: dict[int, int] = {}
+    for pos, (k, m) in enumerate(zip(turns, seg.response_mask, strict=True)):
+        if k >= 0 and m:
+            last[k] = pos
+    return [[float(pos), float(rewards[k])] for k, pos in sorted(last.items()) if k < len(rewards)]
+
+
 def num_chat_turns(traj: Trajectory) -> int:
     """veRL's ``num_turns``: user, assistant and tool messages."""
     return sum(1 for m in traj.messages if m.role != "system")

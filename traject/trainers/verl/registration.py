@@ -36,6 +36,14 @@ class AgentLoopSettings(BaseModel):
     #: Reward component names reported as one number each in veRL's reward_extra_info (and
     #: so in its metrics); without them, the legacy trainer gets components as JSON only.
     reward_components: list[str] | None = None
+    #: rollout.max_new_tokens: the most tokens one assistant turn may sample.
+    max_new_tokens: int | None = None
+    #: Put each assistant turn's reward (``turn_rewards``: per_turn or per_step) on the last
+    #: token of that turn instead of the trajectory's total on the last token (the turn estimator).
+    turn_scores: bool = False
+    turn_rewards: str = "per_turn"
+    #: Leave the score to veRL's reward loop (the traject_group reward manager adds a GroupReward).
+    defer_reward: bool = False
 
 
 def agent_loop_entry(settings: AgentLoopSettings, *, name: str = DEFAULT_AGENT_NAME) -> dict:

@@ -62,7 +62,9 @@ var WOB_DONE_GLOBAL = false;
 var WOB_EPISODE_ID = 0;
 var WOB_TASK_READY = true;
 var WOB_DATA_MODE = 'default';
-core.EPISODE_MAX_TIME = 10000;  // ms; the driver overrides it
+// ms. traject's own pages have no timer unless they set one (an LLM turn can take seconds);
+// MiniWoB++'s core defaults to 10000 and its pages may set their own. The driver may override it.
+core.EPISODE_MAX_TIME = null;
 core.EP_TIMER = null;
 core.ept0 = null;
 core.target = null;
@@ -90,17 +92,18 @@ core.startEpisodeReal = function () {
   document.body.scrollTop = document.documentElement.scrollTop = 0;
   core.ept0 = new Date().getTime();
   if (core.EP_TIMER !== null) clearTimeout(core.EP_TIMER);
-  core.EP_TIMER = setTimeout(function () { core.endEpisode(-1, false, 'timed out'); },
-                             core.EPISODE_MAX_TIME);
+  core.EP_TIMER = core.EPISODE_MAX_TIME ?
+      setTimeout(function () { core.endEpisode(-1, false, 'timed out'); }, core.EPISODE_MAX_TIME) : 0;
 };
 
 core.endEpisode = function (reward, timeProportional, reason) {
   if (core.EP_TIMER === null) return;  // only the first end of an episode counts
-  clearTimeout(core.EP_TIMER);
+  if (core.EP_TIMER) clearTimeout(core.EP_TIMER);
   core.EP_TIMER = null;
   WOB_RAW_REWARD_GLOBAL = reward;
   WOB_REWARD_REASON = reason === undefined ? null : reason;
-  if (timeProportional) {
+  // MiniWoB++'s time scaling: reward * max(0, 1 - elapsed / EPISODE_MAX_TIME); no timer, no scaling.
+  if (timeProportional && core.EPISODE_MAX_TIME) {
     var dt = new Date().getTime() - core.ept0;
     reward = reward * Math.max(0, 1.0 - dt / core.EPISODE_MAX_TIME);
   }
