@@ -72,7 +72,7 @@ QUICKSTART: dict[str, Any] = {
     },
     "rollout": {"group_size": 8, "tasks_per_step": 8, "temperature": 1.0, "max_new_tokens": 48},
     "algorithm": {"advantage": "grpo", "clip_low": 0.2, "clip_high": 0.28, "track_ref_kl": True},
-    "optim": {"lr": 5.0e-4, "grad_clip": 1.0, "schedule": "linear", "min_lr_ratio": 0.2},
+    "optim": {"lr": 5.0e-4, "grad_clip": 1.0, "schedule": "cosine", "min_lr_ratio": 0.2},
     "trainer": {"steps": 30, "seed": 0, "out_dir": "runs/quickstart", "checkpoint_every": 0},
 }
 
