@@ -3,9 +3,9 @@ demonstrator's successful demonstrations, then GRPO on the env's outcome reward)
 held-out greedy success over its own SFT start. One torch thread, CPU: deterministic.
 
 The margin comes from the measured spread (docs/learning.md): over seeds 0, 1 and 2 of this
-exact shortened run the gain was +2, +19 and +2 points (100 held-out tasks); the assert asks
+exact shortened run the gain was +4, +9 and +2 points (100 held-out tasks); the assert asks
 for half the smallest, +1 point, i.e. RL must solve more held-out tasks than its start. The
-run is deterministic (one thread, seeded sampling), so seed 0 reproduces its +2 exactly; the
+run is deterministic (one thread, seeded sampling), so seed 0 reproduces its +4 exactly; the
 test fails when the RL step stops improving the policy at all, and it is deliberately not a
 claim about the size of the effect (docs/learning.md has that, over seeds, with intervals).
 """
