@@ -42,14 +42,14 @@ def main() -> None:
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
     from traject.environments.registry import load_tasks
-    from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.agents.hf import build_tiny_model
     from traject.trainers.config import config_from_dict
     from traject.trainers.verl.dataset import export_tasks
     from traject.trainers.verl.launcher import hydra_overrides, prepare
     from traject.trainers.verl.testing import LookupSolver, ScriptedServerClient
 
     work = Path(tempfile.mkdtemp(prefix="verl-bench-"))
-    model = build_tiny_qwen(work / "model")
+    model = build_tiny_model(work / "model")
     cfg = config_from_dict({
         "backend": "verl", "model": {"path": str(model), "max_seq_len": 2048},
         "env": {"name": "lookup", "tasks": {"split": "train", "n": args.tasks, "seed": 0}},

@@ -22,13 +22,11 @@ import yaml
 
 
 def tiny_model(workdir: Path) -> Path:
-    from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.agents.hf import build_tiny_model
 
-    d = workdir / "tiny-qwen"
-    if not (d / "model.safetensors").exists():
-        # head_dim 64: a size every vLLM attention backend supports
-        build_tiny_qwen(d, with_weights=True, hidden_size=256, num_layers=2)
-    return d
+    # head_dim 64: a size every vLLM attention backend supports (rebuilt only if the spec changed)
+    return build_tiny_model(workdir / "tiny-qwen", hidden_size=256, intermediate_size=512, num_layers=2,
+                            num_heads=4, num_kv_heads=2)
 
 
 def check_vllm(workdir: Path) -> dict:

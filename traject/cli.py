@@ -188,8 +188,9 @@ def quickstart(
     steps: int = typer.Option(None, "--steps", help="RL steps (default: the quickstart's)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config field, as for `traject train`."),
 ) -> None:
-    """Build a tiny model, SFT it on demonstrations, train it with GRPO on a tool-use env, and
-    compare held-out success before and after RL. CPU only, no downloads, a few minutes."""
+    """Build a tiny model; compare, on held-out tasks of a multi-turn tool-use env, SFT on an
+    imperfect demonstrator's demonstrations (all of them, or the successful ones only) with
+    the better of the two trained further by GRPO. CPU only, no downloads, a few minutes."""
     import time
 
     from traject.trainers.config import ConfigError
@@ -202,16 +203,12 @@ def quickstart(
         error(str(exc))
         raise typer.Exit(2) from None
     report = run_quickstart(cfg, log_fn=lambda m: console.print(m, markup=False, highlight=False))
-    table = Table(title=f"held-out {cfg.env.name} tasks (n={report.after['n']}, greedy), seed {seed}")
-    for col in ("", "success rate", "mean reward", "tool calls / episode", "answered in text"):
-        table.add_column(col)
-    for name, r in (("after SFT", report.before), ("after SFT + RL", report.after)):
-        table.add_row(name, f"{r['success_rate']:.3f}", f"{r['mean_reward']:.3f}", f"{r['tool_calls']:.2f}",
-                      f"{r['text_answer_rate']:.2f}")
-    console.print(table)
-    console.print(f"RL changed held-out success by {100 * report.success_gain:+.1f} points "
-                  f"in {time.perf_counter() - t0:.0f}s. Run directory: {report.out_dir} "
-                  f"(metrics.jsonl, reward_curve.png, trajectories.jsonl, config.yaml, quickstart.json)")
+    console.print(report.table())
+    for line in report.summary_lines():
+        console.print(line, markup=False, highlight=False)
+    console.print(f"{time.perf_counter() - t0:.0f}s. Run directory: {report.out_dir} (quickstart.json, "
+                  "reward_curve.png; sft_all/, sft_success/, rl/: metrics, trajectories, config)")
+
 
 
 @app.command()

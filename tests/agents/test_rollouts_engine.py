@@ -15,7 +15,7 @@ from traject.agents.rollouts import PartialRollouts, Rollouts
 from traject.agents.store import TrajectoryStore
 from traject.environments.registry import load_tasks, make
 from traject.rewards.base import GroupReward
-from traject.testing.lookup_oracle import solve
+from traject.environments.builtin.lookup import solve
 from traject.types import Generation, Message, RewardResult, Status, Task, ToolSchema, Trajectory
 
 

@@ -8,7 +8,7 @@ import pytest
 from traject.agents.scripted import ScriptedPolicy
 from traject.eval.config import EvalConfig, PolicyConfig, Pricing, TaskSource
 from traject.eval.runner import run_eval
-from traject.testing.lookup_oracle import next_call
+from traject.environments.builtin.lookup import next_call
 from traject.types import Message, ToolCall
 
 

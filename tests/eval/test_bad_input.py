@@ -12,7 +12,7 @@ from traject.eval.config import ConfigError, EvalConfig, PolicyConfig, TaskSourc
 from traject.eval.runner import run_eval
 from traject.eval.task_file import load_task_file
 from traject.testing import ScriptedReply
-from traject.testing.lookup_oracle import responder
+from traject.environments.builtin.lookup import chat_responder as responder
 
 
 def _write(path, lines):
@@ -67,7 +67,7 @@ def test_a_bad_task_file_on_the_command_line_names_its_line(tmp_path):
 
 def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
     console = Console(record=True, width=200)
-    flags = EvalFlags(env="lookup", policy="scripted:traject.testing.lookup_oracle:solve", n=2,
+    flags = EvalFlags(env="lookup", policy="scripted:traject.environments.builtin.lookup:solve", n=2,
                       out=str(tmp_path / "run"), quiet=True)
     assert eval_command(flags, console) == 0
     assert eval_command(flags, console) == 2
@@ -116,7 +116,7 @@ def test_task_data_that_does_not_fit_the_env_is_refused_before_anything_runs(tmp
     good = {"id": "a", "prompt": "How much do 1 apple cost in total?", "data": {"prices": {"apple": 3}, "order": [["apple", 1]]}}
     tasks = _write(tmp_path / "t.jsonl", [json.dumps(good), json.dumps({"id": "b", "prompt": "x", "data": data})])
     console = Console(record=True, width=300)
-    flags = EvalFlags(env="lookup", policy="scripted:traject.testing.lookup_oracle:solve", tasks=str(tasks),
+    flags = EvalFlags(env="lookup", policy="scripted:traject.environments.builtin.lookup:solve", tasks=str(tasks),
                       out=str(tmp_path / "run"), quiet=True)
     assert eval_command(flags, console) == 2
     import re

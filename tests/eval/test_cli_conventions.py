@@ -47,7 +47,7 @@ def test_errors_are_one_line_with_exit_codes_and_debug_shows_the_traceback(tmp_p
     cases = [
         (("view", str(corrupt)), 2, "trajectories.jsonl:1: not a trajectory record"),
         (("eval", "--env", "lookup", "--policy", "hf:/missing", "-o", str(tmp_path / "a")), 2, "hf:/missing: no model"),
-        (("eval", "--env", "lookup", "--policy", "scripted:traject.testing.lookup_oracle:solve", "-o", "/proc/x"),
+        (("eval", "--env", "lookup", "--policy", "scripted:traject.environments.builtin.lookup:solve", "-o", "/proc/x"),
          2, "--out /proc/x: cannot write there"),
         (("eval", "--env", "nope", "--model", "m"), 2, "no env named 'nope'"),
         (("eval", "--bogus"), 2, "No such option: --bogus"),
@@ -74,12 +74,12 @@ def test_errors_are_one_line_with_exit_codes_and_debug_shows_the_traceback(tmp_p
 
 def test_output_that_is_not_a_terminal_gets_progress_lines_and_is_never_wrapped(tmp_path):
     out = tmp_path / ("a-long-run-directory-name-" * 4)
-    p = _cli("eval", "--env", "lookup", "--policy", "scripted:traject.testing.lookup_oracle:solve", "-n", "3",
+    p = _cli("eval", "--env", "lookup", "--policy", "scripted:traject.environments.builtin.lookup:solve", "-n", "3",
              "-o", str(out), "--progress-every", "0.05")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     progress = [line for line in lines if "episodes, success" in line]
-    assert progress and progress[-1].startswith("lookup/scripted:traject.testing.lookup_oracle:solve: 3/3 episodes")
+    assert progress and progress[-1].startswith("lookup/scripted:traject.environments.builtin.lookup:solve: 3/3 episodes")
     assert any(str(out) in line for line in lines)  # the long path is never split over lines
     assert "\x1b[" not in p.stdout and "[/" not in p.stdout
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from traject.testing.lookup_oracle import responder
+from traject.environments.builtin.lookup import chat_responder as responder
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TASKS, SAMPLES = 24, 2

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from traject.eval.compare import pareto_front, write_comparison
-from traject.testing.lookup_oracle import solve
+from traject.environments.builtin.lookup import solve
 
 
 def test_pareto_front_by_hand():

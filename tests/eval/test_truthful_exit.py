@@ -11,7 +11,7 @@ from rich.console import Console
 
 from traject.eval.commands import EvalFlags, eval_command
 from traject.testing import ScriptedReply
-from traject.testing.lookup_oracle import responder
+from traject.environments.builtin.lookup import chat_responder as responder
 
 
 def boom(messages, tools):

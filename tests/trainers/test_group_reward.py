@@ -4,7 +4,7 @@ rollouts (and only where there is a group: not in evals of one sample, not for S
 import anyio
 
 from traject.agents.scripted import ScriptedPolicy
-from traject.environments.builtin.lookup import expert_action, lookup_tasks
+from traject.environments.builtin.lookup import lookup_tasks, solve
 from traject.episode import current_episode
 from traject.trainers.config import config_from_dict
 from traject.trainers.local import LocalTrainer
@@ -13,7 +13,7 @@ from traject.types import Message, ToolCall
 
 def two_right_one_wrong(messages, tools):
     """The expert, except that sample 2 of each task submits one more than the total."""
-    msg = expert_action(messages, tools)
+    msg = solve(messages, tools)
     call = msg.tool_calls[0]
     if call.name == "submit" and current_episode().sample_index == 2:
         return Message.assistant(tool_calls=[ToolCall(name="submit", arguments={"answer": call.arguments["answer"] + 1})])

@@ -48,7 +48,7 @@ def test_bad_demonstrations_name_the_line_and_field(tmp_path, bad, match):
 
 
 def test_load_script_errors():
-    assert callable(load_script("traject.environments.builtin.lookup:expert_action"))
+    assert callable(load_script("traject.environments.builtin.lookup:solve"))
     with pytest.raises(ValueError, match="module:function"):
         load_script("nocolon")
     with pytest.raises(ValueError, match="has no attribute"):

@@ -4,7 +4,7 @@ answers. Tests point real clients (the openai SDK, httpx) at it: nothing is mock
 From a shell, a stand-in for ``vllm serve`` (the README's first example runs against it)::
 
     python -m traject.testing.openai_server --port 8000
-    # serving http://127.0.0.1:8000/v1 (model 'scripted', responder traject.testing.lookup_oracle:responder)
+    # serving http://127.0.0.1:8000/v1 (model 'scripted', responder traject.environments.builtin.lookup:chat_responder)
 
 By default it plays the ``lookup`` oracle (look up each item, then ``submit`` the total);
 ``--responder MODULE:FACTORY`` names another (``FACTORY()`` returns a function of a
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default 8000)")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--model", default="scripted", help="model name to report (default scripted)")
-    ap.add_argument("--responder", default="traject.testing.lookup_oracle:responder",
+    ap.add_argument("--responder", default="traject.environments.builtin.lookup:chat_responder",
                     help="MODULE:FACTORY; FACTORY() returns a function ChatRequest -> reply "
                          "(default: the lookup oracle)")
     ap.add_argument("--reply", action="append", default=[],

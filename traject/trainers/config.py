@@ -197,6 +197,8 @@ class SFTConfig(_Section):
     path: str | None = Field(None, description="JSONL of OpenAI-format conversations, for source=jsonl.")
     tasks: dict[str, JsonValue] = Field(default_factory=lambda: {"split": "train", "n": 200})
     epochs: float = Field(1.0, gt=0.0)
+    steps: int | None = Field(None, ge=1, description="Optimizer steps; when set, used instead of `epochs` "
+                              "(equal compute for SFT runs on data sets of different sizes).")
     lr: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(16, ge=1)
     warmup_steps: int = Field(0, ge=0)
@@ -207,7 +209,7 @@ class SFTConfig(_Section):
             raise ValueError("sft.source is jsonl: set sft.path to a JSONL of chat conversations")
         if self.enabled and self.source == "scripted" and not self.script:
             raise ValueError("sft.source is scripted: set sft.script to 'module:function', a script for "
-                             "ScriptedPolicy (e.g. traject.environments.builtin.lookup:expert_action)")
+                             "ScriptedPolicy (e.g. traject.environments.builtin.lookup:solve)")
         return self
 
 

@@ -48,7 +48,7 @@ def load_script(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"sft.script {spec!r}: expected 'module:function', e.g. "
-                         "traject.environments.builtin.lookup:expert_action")
+                         "traject.environments.builtin.lookup:solve")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -167,12 +167,12 @@ def run_sft(model: torch.nn.Module, sequences: Sequence[TrainSequence], cfg: SFT
             device: torch.device | str = "cpu", micro_batch_tokens: int = 16384, seed: int = 0,
             grad_clip: float | None = 1.0, on_step: Callable[[int, dict[str, float]], None] | None = None,
             ) -> dict[str, float]:
-    """Train ``model`` on ``sequences`` for ``cfg.epochs`` epochs of ``cfg.batch_size``
-    sequences per optimizer step (AdamW, warmup then constant LR). Returns the last metrics."""
+    """Train ``model`` on ``sequences`` for ``cfg.epochs`` epochs (or ``cfg.steps`` optimizer
+    steps) of ``cfg.batch_size`` sequences per optimizer step (AdamW, warmup then constant LR). Returns the last metrics."""
     if not sequences:
         raise ValueError("SFT has no demonstrations to train on")
     n = len(sequences)
-    steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
+    steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     scheduler = make_scheduler(optimizer, total_steps=steps, warmup_steps=cfg.warmup_steps)
     batcher = MicroBatcher(pad_id, torch.device(device), micro_batch_tokens, None, "off")

@@ -10,9 +10,9 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.agents.hf import build_tiny_model
 
-    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"))
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen"))
 
 
 def compose_verl_config(overrides: list[str]):

@@ -193,10 +193,10 @@ def test_dry_run_command_composes_and_validates(tmp_path, extra, module, capsys)
     pytest.importorskip("verl", reason="the veRL extra is not installed (pip install 'traject[verl]')")
     from omegaconf import OmegaConf
 
-    from traject.testing.tiny_qwen import build_tiny_qwen
+    from traject.agents.hf import build_tiny_model
     from traject.trainers.verl.launcher import run_cli
 
-    build_tiny_qwen(tmp_path / "model")
+    build_tiny_model(tmp_path / "model")
     extra = dict(extra)
     if "algorithm.mini_batches" in extra:
         extra["algorithm"] = {**extra["algorithm"], "mini_batches": extra.pop("algorithm.mini_batches")}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from traject.environments.builtin.lookup import next_call
 from traject.trainers.verl._require import require_verl
 
 require_verl("verl.workers.rollout.llm_server")
@@ -88,7 +89,8 @@ _RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.DOTALL)
 
 @dataclass
 class LookupSolver:
-    """Plays the built-in ``lookup`` env: looks up each item, then submits the total.
+    """Plays the built-in ``lookup`` env with its one solver
+    (:func:`traject.environments.builtin.lookup.next_call`) over the decoded prompt text.
 
     ``modes`` assigns each new trajectory (request id) a behaviour in turn: ``correct``,
     ``wrong`` (submits total+1), ``malformed`` (first writes a broken tool call, reads the
@@ -122,15 +124,11 @@ class LookupSolver:
             return "Let me think about the prices in the shop. " * 2 + _call("lookup", {"item": "apple"})
         if mode == "malformed" and turn == 0:
             return '<tool_call>\n{"name": "lookup", "arguments": {"item": \n</tool_call>'
-        order = [(p.split(" ", 1)[1], int(p.split(" ", 1)[0])) for p in m.group(1).split(" and ")]
         answers = [a for a in _RESPONSE.findall(prompt) if not a.startswith("Error")]
-        if len(answers) < len(order):
-            item = order[len(answers)][0]
-            return _call("lookup", {"item": item})
-        total = sum(q * int(a) for (_, q), a in zip(order, answers, strict=True))
-        if mode == "wrong":
-            total += 1
-        return f"The total is {total}.\n" + _call("submit", {"answer": total})
+        name, args = next_call(m.group(0), answers, wrong=mode == "wrong")
+        if name == "lookup":
+            return _call(name, args)
+        return f"The total is {args['answer']}.\n" + _call(name, args)
 
 
 def _call(name: str, args: dict[str, Any]) -> str:
