@@ -128,7 +128,7 @@ async def slow_oracle(messages, tools):  # noqa: ANN001, ANN201 - a ScriptedPoli
     their node mid-run (``--policy scripted:traject.testing.ray_cluster:slow_oracle``)."""
     import anyio
 
-    from traject.testing.lookup_oracle import solve
+    from traject.environments.builtin.lookup import solve
 
     await anyio.sleep(0.3)
     return solve(messages, tools)
