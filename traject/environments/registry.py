@@ -102,11 +102,11 @@ class EnvRegistry:
             sources[entry.name] = source
 
     def get(self, name: str) -> EnvEntry:
-        if ":" in name:
-            return _load_entry(name)
-        self.discover()
         scheme, sep, rest = name.partition(":")
-        if sep and scheme in SCHEMES and name not in self._entries:
+        if sep and scheme not in SCHEMES:
+            return _load_entry(name)  # package.module:ENTRY
+        self.discover()
+        if sep and name not in self._entries:
             import importlib
 
             self._entries[name] = importlib.import_module(SCHEMES[scheme]).scheme_entry(rest)
