@@ -1,0 +1,77 @@
+"""rollout.ray: LocalTrainer's training episodes run in Ray actors on a two-node cluster started
+here (loopback only), sampling token in/token out from the ``traject serve`` the trainer starts;
+the trajectories train as local ones and the weights reach that server after every step."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("ray")
+pytest.importorskip("uvicorn")
+
+from traject.environments.tool_env import ToolEnv  # noqa: E402
+from traject.trainers.config import ConfigError, config_from_dict  # noqa: E402
+from traject.trainers.local import LocalTrainer  # noqa: E402
+
+from . import test_offpolicy  # noqa: E402
+from .test_local_trainer import TASKS  # noqa: E402
+from .test_offpolicy import Length, _config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray import cloudpickle
+
+    from traject.testing.ray_cluster import LocalRayCluster
+
+    # The env factory and its reward are defined in test modules, which the Ray workers
+    # cannot import: they travel by value.
+    for module in (test_offpolicy, sys.modules[__name__]):
+        cloudpickle.register_pickle_by_value(module)
+    c = LocalRayCluster(nodes=2).start()
+    yield c
+    c.stop()
+    for module in (test_offpolicy, sys.modules[__name__]):
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+@pytest.mark.slow
+def test_local_trainer_runs_its_episodes_in_ray_actors_on_two_nodes(cluster, tmp_path, tiny_model_path):
+    cfg = _config(tmp_path, tiny_model_path, ray=cluster.address)
+    cfg.trainer.steps = 2
+    trainer = LocalTrainer(cfg, env_factory=functools.partial(ToolEnv, [], max_turns=1, reward=Length()),
+                           train_tasks=TASKS, eval_tasks=[])
+    trainer.setup()
+    engine = trainer.server.engine  # the traject serve the trainer started for its actors
+    assert engine.version == 0
+    trainer.run()
+    assert trainer.server is None, "the server stops with the run"
+    assert engine.version == 2, "each step's weights reached the server"
+    for a, b in zip(engine.policy.model.parameters(), trainer.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+    trajs = [json.loads(line) for line in open(tmp_path / "run" / "trajectories.jsonl")]
+    assert len(trajs) == 2 * 8
+    assert len({t["info"]["ray_node"] for t in trajs}) == 2, "episodes ran on both nodes"
+    for t in trajs:
+        assert t["status"] != "infra_error"
+        assert t["info"]["policy_versions"] == [t["info"]["step"]], "sampled by the weights of its step"
+        (view,) = t["token_views"]
+        sampled = [lp for lp, m in zip(view["logprobs"], view["mask"], strict=True) if m]
+        assert sampled and all(lp < 0 for lp in sampled), "the sampler's logprobs on every sampled token"
+        versions = {v for v, m in zip(view["policy_versions"], view["mask"], strict=True) if m}
+        assert versions == {t["info"]["step"]}
+    steps = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    steps = [m for m in steps if "reward/mean" in m]
+    assert [m["policy_version"] for m in steps] == [1, 2]
+    assert all(m["trained_episodes"] == 8 and m["drop/infra_error"] == 0 for m in steps)
+
+
+def test_rollout_ray_needs_an_address(tmp_path):
+    with pytest.raises(ConfigError, match="rollout.ray"):
+        config_from_dict({"model": {"tiny": {}}, "rollout": {"ray": " "}})
