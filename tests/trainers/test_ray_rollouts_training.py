@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import anyio
 
 import pytest
 import torch
@@ -21,6 +28,20 @@ from traject.trainers.local import LocalTrainer  # noqa: E402
 from . import test_offpolicy  # noqa: E402
 from .test_local_trainer import TASKS  # noqa: E402
 from .test_offpolicy import Length, _config  # noqa: E402
+
+
+class SlowStart(ToolEnv):
+    """Episodes that stay in flight long enough to lose their node: reset takes ``delay`` s
+    and leaves a file in ``started`` first."""
+
+    def __init__(self, started: str, delay: float) -> None:
+        super().__init__([], max_turns=1, reward=Length())
+        self.started, self.delay = started, delay
+
+    async def reset(self, task):
+        Path(self.started, f"{os.getpid()}-{task.id}-{uuid.uuid4().hex}").touch()
+        await anyio.sleep(self.delay)
+        return await super().reset(task)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +93,40 @@ def test_local_trainer_runs_its_episodes_in_ray_actors_on_two_nodes(cluster, tmp
     steps = [m for m in steps if "reward/mean" in m]
     assert [m["policy_version"] for m in steps] == [1, 2]
     assert all(m["trained_episodes"] == 8 and m["drop/infra_error"] == 0 for m in steps)
+
+
+@pytest.mark.slow
+def test_episodes_of_a_killed_node_are_infra_errors_and_never_trained(cluster, tmp_path, tiny_model_path):
+    """Kills the cluster's second node: keep it the module's last test on the cluster."""
+    started = tmp_path / "started"
+    started.mkdir()
+    cfg = _config(tmp_path, tiny_model_path, ray=cluster.address)
+    cfg.trainer.steps = 2
+    trainer = LocalTrainer(cfg, env_factory=functools.partial(SlowStart, str(started), 1.5),
+                           train_tasks=TASKS, eval_tasks=[])
+    killed = []
+
+    def kill_when_all_started() -> None:
+        deadline = time.monotonic() + 120
+        while len(list(started.iterdir())) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cluster.kill_node(1)
+        killed.append(len(list(started.iterdir())))
+
+    killer = threading.Thread(target=kill_when_all_started)
+    killer.start()
+    trainer.run()
+    killer.join()
+    assert killed == [8], "the node died with step 0's 8 episodes in flight"
+
+    trajs = [json.loads(line) for line in open(tmp_path / "run" / "trajectories.jsonl")]
+    lost = [t for t in trajs if t["status"] == "infra_error"]
+    assert lost and all(t["info"]["step"] == 0 and "RayActorError" in t["error"] for t in lost)
+    assert len(lost) < 8, "the head node's episodes finished"
+    steps = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    steps = [m for m in steps if "reward/mean" in m]
+    assert steps[0]["drop/infra_error"] == len(lost) and steps[0]["trained_episodes"] == 8 - len(lost)
+    assert steps[1]["drop/infra_error"] == 0 and steps[1]["trained_episodes"] == 8, "step 1 ran on the head"
 
 
 def test_rollout_ray_needs_an_address(tmp_path):
