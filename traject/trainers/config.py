@@ -279,9 +279,6 @@ _ENGINE_CHECKS["local"] = _local_check
 
 def _shared_check(cfg: TrainConfig) -> list[tuple[str, str, str]]:
     out = []
-    if cfg.rollout.ray is not None and cfg.backend != "local":
-        out.append(("rollout.ray", f"the {cfg.backend} engine places its own rollout workers on Ray; rollout.ray "
-                    "is the local trainer's", "remove rollout.ray, or set backend: local"))
     if cfg.env.group_reward and cfg.rollout.group_size < 2:
         out.append(("rollout.group_size", f"env.group_reward ({cfg.env.group_reward}) scores the G samples of "
                     "a task against each other, and a group of 1 has nothing to compare",
