@@ -588,10 +588,10 @@ class LocalTrainer:
             evals[eval_before] = await self.evaluate(eval_before)
             self.save()
         updater = self._make_updater()
-        if self._weights is not None:
-            # The sampler starts from the weights as they are now (after SFT, or resumed).
-            await self._weights.push(int(self.state["policy_version"]))
         try:
+            if self._weights is not None:
+                # The sampler starts from the weights as they are now (after SFT, or resumed).
+                await self._weights.push(int(self.state["policy_version"]))
             async with contextlib.AsyncExitStack() as stack:
                 if cfg.rollout.ray is not None:
                     self.ray_episodes = await stack.enter_async_context(self._remote_episodes())
