@@ -82,6 +82,9 @@ class _Actor:
     handle: Any
     node: str = ""
     in_flight: int = 0
+    #: After it lost episodes: a ``node()`` call; the actor takes episodes again once that
+    #: answers (Ray restarted it on a live node), instead of failing them while it restarts.
+    probe: Any = None
 
 
 class RayEpisodes:
@@ -205,9 +208,23 @@ class RayEpisodes:
         return Trajectory(task_id=task.id, sample_index=sample_index, seed=seed, status=Status.INFRA_ERROR,
                           error=f"RayActorError: {error}", info={"episode_id": episode_id, "ray_node": node})
 
+    def _available(self) -> list[_Actor]:
+        """The actors to send episodes to: those not recovering from a loss (all, if none is)."""
+        ray = _ray()
+        for a in self._actors:
+            if a.probe is None:
+                continue
+            ready, _ = ray.wait([a.probe], timeout=0)  # a look, not a wait
+            if ready:
+                try:
+                    a.node, a.probe = ray.get(a.probe, timeout=0), None
+                except ray.exceptions.RayError:  # still restarting: ask again
+                    a.probe = a.handle.node.remote()
+        return [a for a in self._actors if a.probe is None] or self._actors
+
     async def _run_once(self, task: Task, sample_index: int, seed: int, episode_id: str) -> Trajectory:
         ray = _ray()
-        actor = min(self._actors, key=lambda a: a.in_flight)
+        actor = min(self._available(), key=lambda a: a.in_flight)
         actor.in_flight += 1
         self.stats["dispatched"] += 1
         ref = actor.handle.run.remote(task.model_dump_json(), sample_index, seed, episode_id)
@@ -218,6 +235,8 @@ class RayEpisodes:
             raise
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
+            if actor.probe is None:
+                actor.probe = actor.handle.node.remote()
             raise _ActorLost(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}", actor.node) from exc
         except ray.exceptions.RayError as exc:  # the episode machinery itself failed there
             raise _ActorLost(f"{type(exc).__name__}: {str(exc)[:300]}", actor.node) from exc

@@ -149,6 +149,21 @@ class RolloutConfig(_Section):
     server_url: str | None = Field(None, description="Sample through this server's OpenAI API (traject serve, "
                                    "SGLang; e.g. http://127.0.0.1:8000/v1), token in/token out; the weights go to "
                                    "its /update_weights_from_disk after every step.")
+    ray: str | None = Field(None, description="Run the training episodes in Ray actors across a cluster's nodes: "
+                            "'auto' (RAY_ADDRESS or this machine's `ray start` cluster), 'local' (a Ray of this "
+                            "process), or the cluster's address (HOST:PORT, ray://...). The actors sample through "
+                            "server_url, or else through a server the trainer starts on serve_host.")
+    serve_host: str = Field("127.0.0.1", description="rollout.ray without server_url: the address the trainer "
+                            "serves its sampling policy on. Actors on other machines need one they can reach "
+                            "(this machine's address on the cluster's network).")
+
+    @field_validator("ray")
+    @classmethod
+    def _ray_address(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("give 'auto', 'local' or the cluster's address (HOST:PORT or ray://HOST:PORT), "
+                             "or leave rollout.ray unset")
+        return v
 
 
 class EnvConfig(_Section):

@@ -11,7 +11,9 @@ episode seeds), so a run resumed from step k makes the same steps as one that ne
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -235,14 +237,21 @@ class LocalTrainer:
                       max_model_len=cfg.model.max_seq_len, seed=cfg.trainer.seed)
         # Sampling: in-process, from the model itself (sync) or its own copy of the weights
         # (async: the model trains meanwhile), or through a server (rollout.server_url).
+        # rollout.ray: the episodes run in Ray actors that sample through that server, or through
+        # one this trainer starts (see _serve_sampler).
         self.sampler_model: torch.nn.Module | None = self.model
         self._weights: WeightSink | None = None
-        if rc.server_url:
+        self.server: Any = None
+        self.ray_episodes: Any = None
+        server_url = rc.server_url
+        if rc.ray is not None and server_url is None:
+            server_url = self._serve_sampler(common)
+        if server_url:
             from traject.agents.completions_policy import CompletionsPolicy, CompletionsPolicyConfig
 
             self.sampler_model = None
             self.policy = CompletionsPolicy(CompletionsPolicyConfig(
-                model=_served_model_name(cfg), base_url=rc.server_url, temperature=rc.temperature, top_p=rc.top_p,
+                model=_served_model_name(cfg), base_url=server_url, temperature=rc.temperature, top_p=rc.top_p,
                 max_tokens=rc.max_new_tokens, max_model_len=cfg.model.max_seq_len, tool_format=cfg.model.tool_format,
                 chat_template=common["chat_template"]), tokenizer=self.tokenizer)
             self._weights = ServerWeights(self.model, self.tokenizer, self.policy, self.out_dir / "pushed_weights")
@@ -266,6 +275,40 @@ class LocalTrainer:
         self.metrics = MetricsLogger(self.out_dir, tensorboard=cfg.trainer.tensorboard, wandb=cfg.trainer.wandb,
                                      wandb_project=cfg.trainer.wandb_project, run_config=cfg.model_dump(mode="json"))
         self._ready = True
+
+    def _serve_sampler(self, common: dict[str, Any]) -> str:
+        """``traject serve`` in this process, on a copy of the model (the weights reach it through
+        its weight-update endpoint, as any server's do); its /v1 URL."""
+        from traject.agents.hf import HFPolicyConfig
+        from traject.serve import ServeEngine, ServerThread
+
+        assert self.model is not None
+        sampler = copy.deepcopy(self.model).eval()
+        for p in sampler.parameters():
+            p.requires_grad_(False)
+        engine = ServeEngine(HFPolicy(sampler, self.tokenizer, HFPolicyConfig(**common)),
+                             model_name=_served_model_name(self.config))
+        self.server = ServerThread(engine, host=self.config.rollout.serve_host).start()
+        self.log(f"rollout.ray: the actors sample from {self.server.base_url}")
+        return self.server.base_url + "/v1"
+
+    def _remote_episodes(self) -> Any:
+        """rollout.ray: the Ray actors the training episodes run in (``Rollouts(remote=...)``).
+        They get factories (pickled to the nodes): the env's, and a CompletionsPolicy's with
+        this trainer's tokenizer object, so no node needs the model's files."""
+        from traject.agents.completions_policy import CompletionsPolicy
+        from traject.agents.ray_rollouts import RayEpisodes
+
+        rc = self.config.rollout
+        if self._env_factory is not None:
+            env_factory = self._env_factory
+        else:
+            import traject
+
+            env_factory = functools.partial(traject.make, self.config.env.name, **self.config.env.config)
+        policy_factory = functools.partial(CompletionsPolicy, self.policy.config, tokenizer=self.tokenizer)
+        return RayEpisodes(env_factory, policy_factory, address=rc.ray, reward=self.reward,
+                           episode_timeout_s=rc.episode_timeout_s, actor_concurrency=rc.concurrency)
 
     def _make_updater(self) -> PolicyUpdater:
         assert self.model is not None
@@ -321,7 +364,8 @@ class LocalTrainer:
     async def rollout(self, tasks: Sequence[Task], *, group_size: int, seed: int, policy: Any) -> list[Trajectory]:
         engine = Rollouts(policy, self.env_factory, group_size=group_size, concurrency=self.config.rollout.concurrency,
                           episode_timeout_s=self.config.rollout.episode_timeout_s, reward=self.reward, seed=seed,
-                          group_reward=self.group_reward if group_size > 1 else None)
+                          group_reward=self.group_reward if group_size > 1 else None,
+                          remote=self.ray_episodes if policy is self.policy else None)
         trajs = await engine.run(list(tasks))
         order = {t.id: i for i, t in enumerate(tasks)}
         trajs.sort(key=lambda t: (order.get(t.task_id, 0), t.sample_index))
@@ -429,7 +473,8 @@ class LocalTrainer:
                                  groups_per_step=rc.tasks_per_step, max_off_policy_steps=rc.max_off_policy_steps,
                                  on_stale=rc.on_stale, concurrency=rc.concurrency,
                                  episode_timeout_s=rc.episode_timeout_s, reward=self.reward,
-                                 version=int(self.state["policy_version"]), start_batch=self.step)
+                                 version=int(self.state["policy_version"]), start_batch=self.step,
+                                 remote=self.ray_episodes)
 
     async def async_train_step(self, rl: OffPolicyRollouts, updater: PolicyUpdater) -> dict[str, Any]:
         """One step of ``rollout.mode: async``: the next batch within the staleness bound (the
@@ -543,16 +588,25 @@ class LocalTrainer:
             evals[eval_before] = await self.evaluate(eval_before)
             self.save()
         updater = self._make_updater()
-        if self._weights is not None:
-            # The sampler starts from the weights as they are now (after SFT, or resumed).
-            await self._weights.push(int(self.state["policy_version"]))
-        if cfg.rollout.mode == "async":
-            async with self.off_policy_rollouts() as rl:
-                stopped = await self._train_steps(lambda: self.async_train_step(rl, updater), stop_after)
-        else:
-            stopped = await self._train_steps(lambda: self.train_step(updater), stop_after)
-        if self.config.rollout.server_url:
-            await self.policy.aclose()
+        try:
+            if self._weights is not None:
+                # The sampler starts from the weights as they are now (after SFT, or resumed).
+                await self._weights.push(int(self.state["policy_version"]))
+            async with contextlib.AsyncExitStack() as stack:
+                if cfg.rollout.ray is not None:
+                    self.ray_episodes = await stack.enter_async_context(self._remote_episodes())
+                if cfg.rollout.mode == "async":
+                    async with self.off_policy_rollouts() as rl:
+                        stopped = await self._train_steps(lambda: self.async_train_step(rl, updater), stop_after)
+                else:
+                    stopped = await self._train_steps(lambda: self.train_step(updater), stop_after)
+        finally:
+            self.ray_episodes = None
+            if isinstance(self._weights, ServerWeights):
+                await self.policy.aclose()
+            if self.server is not None:
+                await anyio.to_thread.run_sync(self.server.stop)
+                self.server = None
         if stopped:
             self.save()
             return TrainResult(self.out_dir, self.step, evals, self.state.get("sft_metrics", {}),

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -41,6 +41,9 @@ from traject.agents.rollouts import Rollouts
 from traject.environments.base import Env
 from traject.rewards.base import Reward
 from traject.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from traject.agents.ray_rollouts import RayEpisodes
 
 __all__ = ["Group", "InProcessWeights", "OffPolicyRollouts", "OffPolicyStats", "ServerWeights", "WeightSink",
            "turn_versions"]
@@ -165,7 +168,7 @@ class OffPolicyRollouts:
                  group_size: int, groups_per_step: int, max_off_policy_steps: int,
                  on_stale: Literal["drop", "requeue"] = "requeue", concurrency: int = 64,
                  episode_timeout_s: float | None = None, reward: Reward | None = None,
-                 version: int = 0, start_batch: int | None = None) -> None:
+                 version: int = 0, start_batch: int | None = None, remote: RayEpisodes | None = None) -> None:
         if max_off_policy_steps < 0:
             raise ValueError("max_off_policy_steps must be >= 0")
         self.policy = policy
@@ -179,6 +182,7 @@ class OffPolicyRollouts:
         self.concurrency = concurrency
         self.episode_timeout_s = episode_timeout_s
         self.reward = reward
+        self.remote = remote  # episodes in Ray actors (Rollouts(remote=...))
         #: The learner's version: updates done, whose weights the sampler has.
         self.version = version
         self.stats = OffPolicyStats()
@@ -276,7 +280,8 @@ class OffPolicyRollouts:
                 seed = self.seed_for_batch(todo.batch) + 7_919 * todo.attempt
                 rollouts = Rollouts(self.policy, self.env_factory, group_size=self.group_size,
                                     concurrency=self.group_size, episode_timeout_s=self.episode_timeout_s,
-                                    reward=self.reward, seed=seed % 2**62, policy_version=self.version)
+                                    reward=self.reward, seed=seed % 2**62, policy_version=self.version,
+                                    remote=self.remote)
                 self._running[index] = rollouts
                 group = Group(index=index, batch=todo.batch, task=todo.task, started_version=self.version,
                               attempt=todo.attempt)

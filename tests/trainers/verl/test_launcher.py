@@ -56,6 +56,7 @@ def test_verl_section_errors_name_file_field_and_fix(tmp_path):
 @pytest.mark.parametrize("backend, section, field, value, engine", [
     ("verl", "trainer", "threads", 2, "local engine"),
     ("verl", "rollout", "concurrency", 16, "local engine"),
+    ("verl", "rollout", "ray", "auto", "local engine"),
     ("verl", "algorithm", "skip_zero_advantage", False, "local engine"),
     ("verl", "algorithm", "old_logprobs", "sampler", "local engine"),
     ("verl", "model", "dtype", "bfloat16", "local engine"),

@@ -103,6 +103,8 @@ def verl_problems(cfg: TrainConfig) -> list[tuple[str, str, str]]:
                "remove it; set veRL's precision in verl.overrides")
     local_only(r, "concurrency", "veRL runs a whole batch's episodes at once (verl.agent_workers processes)",
                "remove it; set verl.agent_workers")
+    local_only(r, "ray", "veRL places its own agent workers on its Ray cluster")
+    local_only(r, "serve_host", "veRL's agent workers reach its own rollout servers")
     local_only(a, "skip_zero_advantage", "veRL keeps zero-advantage rows in the batch")
     local_only(t, "threads", "torch intra-op threads of the one local process")
     local_only(o, "eps", "veRL's AdamW takes no eps setting")
