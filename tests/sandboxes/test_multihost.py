@@ -151,7 +151,7 @@ def test_traject_eval_without_a_docker_host_stops_at_start_with_one_line(tmp_pat
     env.pop("TRAJECT_ALLOW_LOCAL_SANDBOX", None)
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "traject", "eval", "--env", "swe", "--policy",
-                        "scripted:traject.testing.lookup_oracle:solve", "--out", str(out), "-q"],
+                        "scripted:traject.environments.builtin.lookup:solve", "--out", str(out), "-q"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "no Docker host answers: tcp://127.0.0.1:9 (connection" in " ".join((r.stdout + r.stderr).split())
