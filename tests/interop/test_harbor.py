@@ -16,6 +16,7 @@ from traject.agents.loop import AgentLoop
 from traject.agents.scripted import ScriptedPolicy
 from traject.interop.harbor import HarborTaskError, resolve_dockerfile, workdir_of
 from traject.sandboxes.config import SandboxConfig
+from traject.testing.harbor_reference import HARBOR_REQUIREMENT, harbor_image, harbor_reads
 from traject.types import Message, Status, ToolCall
 
 TEST_SH_TXT = """#!/bin/bash
@@ -61,7 +62,8 @@ def write_task(root: Path, name: str, *, dockerfile: str, instruction: str, test
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("harbor")
-    write_task(root, "count-words", instruction="Write the number of words in /app/words.txt to /app/answer.txt.",
+    write_task(root, "count-words", instruction="<!-- harbor-canary GUID 0f3c -->\n\n"
+                                                "Write the number of words in /app/words.txt to /app/answer.txt.",
                dockerfile="""\
                    FROM ubuntu:24.04
                    WORKDIR /app
@@ -76,7 +78,8 @@ def dataset(tmp_path_factory) -> Path:
     prebuilt = write_task(root, "prebuilt", instruction="Say hi in /home/hi.txt.", dockerfile="",
                           test_sh="#!/bin/bash\ngrep -q hi hi.txt && echo 1 > /logs/verifier/reward.txt "
                                   "|| echo 0 > /logs/verifier/reward.txt\n",
-                          toml='[environment]\ndocker_image = "traject/base:latest"\nworkdir = "/home"')
+                          toml='[environment]\ndocker_image = "traject/base:latest"\nworkdir = "/home"\n'
+                               'cpus = 1\nmemory_mb = 768')
     (prebuilt / "environment" / "Dockerfile").unlink()
     return root
 
@@ -171,3 +174,27 @@ async def test_a_prebuilt_docker_image_and_workdir_from_task_toml(dataset: Path,
     traj = await AgentLoop(ScriptedPolicy([bash("pwd; echo hi > hi.txt"), SUBMIT])).run(env(docker_image)(dataset), task)
     assert traj.messages[3].text.startswith("/home")
     assert traj.reward.total == 1.0
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_traject_reads_tasks_as_harbors_own_loader_does(dataset: Path, docker_image: str) -> None:  # noqa: F811
+    """The published harbor package (it needs Python >= 3.12: it runs in a sandbox of a trixie
+    image with Python 3.13, built once) loads the same task directories with its own Task and
+    TaskConfig; traject's loader must read every field the way harbor does."""
+    image = harbor_image().tag
+    reference = await harbor_reads(dataset, image, SandboxConfig(memory="1g", labels={RUN_LABEL: RUN_ID}))
+    assert reference["harbor"] == HARBOR_REQUIREMENT.split("==")[1]
+    theirs = {row["dir"]: row for row in reference["tasks"]}
+    ours = {Path(t.data["harbor"]["path"]).name: t for t in traject.load_tasks(f"harbor:{dataset}")}
+    assert sorted(theirs) == sorted(ours) == ["count-words", "greeting", "prebuilt", "silent"]
+    fields = ("name", "agent_timeout_s", "verifier_timeout_s", "verifier_env", "docker_image", "workdir", "cpus",
+              "memory_mb")
+    for name, task in ours.items():
+        row = theirs[name]
+        assert row["os"] == "linux"
+        assert {f: task.data["harbor"][f] for f in fields} == {f: row[f] for f in fields}, name
+        assert task.id == row["name"] and task.prompt == row["instruction"], name
+    assert theirs["count-words"]["instruction"].startswith("Write the number")  # harbor strips the canary line
+    assert theirs["prebuilt"]["cpus"] == 1 and theirs["prebuilt"]["memory_mb"] == 768

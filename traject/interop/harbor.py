@@ -88,6 +88,21 @@ class HarborTaskData(BaseModel):
 # --- loading ----------------------------------------------------------------------------------
 
 
+# Harbor drops leading canary lines (data-provenance markers, HTML or hash comments naming a
+# "canary") and the blank lines after them from the instruction the agent sees.
+_CANARY_LINE = re.compile(r"^(<!--.*canary.*-->|#.*canary.*)$", re.IGNORECASE)
+
+
+def strip_canary(text: str) -> str:
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines) and _CANARY_LINE.match(lines[i].strip()):
+        i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    return "\n".join(lines[i:])
+
+
 def is_task_dir(path: Path) -> bool:
     return (path / "instruction.md").is_file() or (path / "task.toml").is_file()
 
@@ -122,7 +137,7 @@ def read_task(path: str | Path) -> Task:
                           verifier_env={k: str(v) for k, v in (verifier.get("env") or {}).items()},
                           docker_image=env_cfg.get("docker_image"), workdir=env_cfg.get("workdir"),
                           cpus=env_cfg.get("cpus"), memory_mb=env_cfg.get("memory_mb"))
-    return Task(id=name, prompt=instruction.read_text(), data={"harbor": data.model_dump(mode="json")},
+    return Task(id=name, prompt=strip_canary(instruction.read_text()), data={"harbor": data.model_dump(mode="json")},
                 metadata={"source": "harbor", **(config.get("metadata") or {})})
 
 
