@@ -5,6 +5,7 @@ bash and file_editor, their own tests/test.sh the reward."""
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def test_unsupported_task_kinds_are_named(tmp_path: Path) -> None:
         traject.load_tasks(f"harbor:{task}")
     with pytest.raises(HarborTaskError, match="not a directory"):
         traject.load_tasks(f"harbor:{tmp_path / 'nope'}")
+    bad = write_task(tmp_path, "bad-memory", dockerfile="FROM x\n", instruction="x", test_sh="true\n",
+                     toml='[environment]\nmemory = "lots"')
+    with pytest.raises(HarborTaskError, match=r"task.toml: environment.memory = 'lots' is not a size like '2G'"):
+        traject.load_tasks(f"harbor:{bad}")
 
 
 def test_base_images_resolve_to_local_ones() -> None:
@@ -179,16 +184,23 @@ async def test_a_prebuilt_docker_image_and_workdir_from_task_toml(dataset: Path,
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.anyio
-async def test_traject_reads_tasks_as_harbors_own_loader_does(dataset: Path, docker_image: str) -> None:  # noqa: F811
+async def test_traject_reads_tasks_as_harbors_own_loader_does(dataset: Path, docker_image: str,  # noqa: F811
+                                                              tmp_path: Path) -> None:
     """The published harbor package (it needs Python >= 3.12: it runs in a sandbox of a trixie
     image with Python 3.13, built once) loads the same task directories with its own Task and
-    TaskConfig; traject's loader must read every field the way harbor does."""
+    TaskConfig; traject's loader must read every field the way harbor does. Besides the tasks
+    above: one with no [task] table (named by its directory) and the deprecated `memory = "1G"`."""
+    shutil.copytree(dataset, tmp_path / "ds")
+    dataset = tmp_path / "ds"
+    legacy = write_task(dataset, "legacy", dockerfile="FROM debian:bookworm\n", instruction="# not a marker\nhi\n",
+                        test_sh="#!/bin/bash\n")
+    (legacy / "task.toml").write_text('[environment]\nmemory = "1G"\ncpus = 2.0\n[verifier.env]\nN = "1"\n')
     image = harbor_image().tag
     reference = await harbor_reads(dataset, image, SandboxConfig(memory="1g", labels={RUN_LABEL: RUN_ID}))
     assert reference["harbor"] == HARBOR_REQUIREMENT.split("==")[1]
     theirs = {row["dir"]: row for row in reference["tasks"]}
     ours = {Path(t.data["harbor"]["path"]).name: t for t in traject.load_tasks(f"harbor:{dataset}")}
-    assert sorted(theirs) == sorted(ours) == ["count-words", "greeting", "prebuilt", "silent"]
+    assert sorted(theirs) == sorted(ours) == ["count-words", "greeting", "legacy", "prebuilt", "silent"]
     fields = ("name", "agent_timeout_s", "verifier_timeout_s", "verifier_env", "docker_image", "workdir", "cpus",
               "memory_mb")
     for name, task in ours.items():
@@ -198,3 +210,5 @@ async def test_traject_reads_tasks_as_harbors_own_loader_does(dataset: Path, doc
         assert task.id == row["name"] and task.prompt == row["instruction"], name
     assert theirs["count-words"]["instruction"].startswith("Write the number")  # harbor strips the canary line
     assert theirs["prebuilt"]["cpus"] == 1 and theirs["prebuilt"]["memory_mb"] == 768
+    assert theirs["legacy"]["name"] == "legacy" and theirs["legacy"]["memory_mb"] == 1024
+    assert theirs["legacy"]["instruction"] == "# not a marker\nhi\n"
