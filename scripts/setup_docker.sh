@@ -8,6 +8,8 @@
 #   - build the base image (`python -m traject.sandboxes.images build`): from a Dockerfile
 #     when a registry answers, else mmdebstrap (installed if missing) with this host's apt
 #     sources + docker import. The root filesystem is cached under ~/.cache/traject.
+#   - build the trixie base, and from it the image with the published harbor package that the
+#     Harbor interop test runs (pip, through this host's package-index settings).
 #
 # Environment: PYTHON (interpreter with traject importable; default: .venv/bin/python, else
 # python3), DOCKERD_LOG (default /tmp/dockerd.log), DOCKER_WAIT_S (default 60).
@@ -67,3 +69,7 @@ PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m traject.sandboxes.imag
 # base here too (once; later runs find it by its content tag), so the suite's time is the tests'.
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m traject.sandboxes.images build --suite trixie \
   || say "could not build the trixie base image: the Python 3.13 SWE test will build it"
+# The Harbor interop test runs the published harbor package (Python >= 3.12) in an image derived
+# from the trixie base with pip: build it here too (once; needs the package index).
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m traject.testing.harbor_reference \
+  || say "could not build the harbor reference image: the Harbor interop test will try to build it"

@@ -5,6 +5,7 @@ bash and file_editor, their own tests/test.sh the reward."""
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from traject.agents.loop import AgentLoop
 from traject.agents.scripted import ScriptedPolicy
 from traject.interop.harbor import HarborTaskError, resolve_dockerfile, workdir_of
 from traject.sandboxes.config import SandboxConfig
+from traject.testing.harbor_reference import HARBOR_REQUIREMENT, harbor_image, harbor_reads
 from traject.types import Message, Status, ToolCall
 
 TEST_SH_TXT = """#!/bin/bash
@@ -61,7 +63,8 @@ def write_task(root: Path, name: str, *, dockerfile: str, instruction: str, test
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("harbor")
-    write_task(root, "count-words", instruction="Write the number of words in /app/words.txt to /app/answer.txt.",
+    write_task(root, "count-words", instruction="<!-- harbor-canary GUID 0f3c -->\n\n"
+                                                "Write the number of words in /app/words.txt to /app/answer.txt.",
                dockerfile="""\
                    FROM ubuntu:24.04
                    WORKDIR /app
@@ -76,7 +79,8 @@ def dataset(tmp_path_factory) -> Path:
     prebuilt = write_task(root, "prebuilt", instruction="Say hi in /home/hi.txt.", dockerfile="",
                           test_sh="#!/bin/bash\ngrep -q hi hi.txt && echo 1 > /logs/verifier/reward.txt "
                                   "|| echo 0 > /logs/verifier/reward.txt\n",
-                          toml='[environment]\ndocker_image = "traject/base:latest"\nworkdir = "/home"')
+                          toml='[environment]\ndocker_image = "traject/base:latest"\nworkdir = "/home"\n'
+                               'cpus = 1\nmemory_mb = 768')
     (prebuilt / "environment" / "Dockerfile").unlink()
     return root
 
@@ -112,6 +116,10 @@ def test_unsupported_task_kinds_are_named(tmp_path: Path) -> None:
         traject.load_tasks(f"harbor:{task}")
     with pytest.raises(HarborTaskError, match="not a directory"):
         traject.load_tasks(f"harbor:{tmp_path / 'nope'}")
+    bad = write_task(tmp_path, "bad-memory", dockerfile="FROM x\n", instruction="x", test_sh="true\n",
+                     toml='[environment]\nmemory = "lots"')
+    with pytest.raises(HarborTaskError, match=r"task.toml: environment.memory = 'lots' is not a size like '2G'"):
+        traject.load_tasks(f"harbor:{bad}")
 
 
 def test_base_images_resolve_to_local_ones() -> None:
@@ -171,3 +179,36 @@ async def test_a_prebuilt_docker_image_and_workdir_from_task_toml(dataset: Path,
     traj = await AgentLoop(ScriptedPolicy([bash("pwd; echo hi > hi.txt"), SUBMIT])).run(env(docker_image)(dataset), task)
     assert traj.messages[3].text.startswith("/home")
     assert traj.reward.total == 1.0
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_traject_reads_tasks_as_harbors_own_loader_does(dataset: Path, docker_image: str,  # noqa: F811
+                                                              tmp_path: Path) -> None:
+    """The published harbor package (it needs Python >= 3.12: it runs in a sandbox of a trixie
+    image with Python 3.13, built once) loads the same task directories with its own Task and
+    TaskConfig; traject's loader must read every field the way harbor does. Besides the tasks
+    above: one with no [task] table (named by its directory) and the deprecated `memory = "1G"`."""
+    shutil.copytree(dataset, tmp_path / "ds")
+    dataset = tmp_path / "ds"
+    legacy = write_task(dataset, "legacy", dockerfile="FROM debian:bookworm\n", instruction="# not a marker\nhi\n",
+                        test_sh="#!/bin/bash\n")
+    (legacy / "task.toml").write_text('[environment]\nmemory = "1G"\ncpus = 2.0\n[verifier.env]\nN = "1"\n')
+    image = harbor_image().tag
+    reference = await harbor_reads(dataset, image, SandboxConfig(memory="1g", labels={RUN_LABEL: RUN_ID}))
+    assert reference["harbor"] == HARBOR_REQUIREMENT.split("==")[1]
+    theirs = {row["dir"]: row for row in reference["tasks"]}
+    ours = {Path(t.data["harbor"]["path"]).name: t for t in traject.load_tasks(f"harbor:{dataset}")}
+    assert sorted(theirs) == sorted(ours) == ["count-words", "greeting", "legacy", "prebuilt", "silent"]
+    fields = ("name", "agent_timeout_s", "verifier_timeout_s", "verifier_env", "docker_image", "workdir", "cpus",
+              "memory_mb")
+    for name, task in ours.items():
+        row = theirs[name]
+        assert row["os"] == "linux"
+        assert {f: task.data["harbor"][f] for f in fields} == {f: row[f] for f in fields}, name
+        assert task.id == row["name"] and task.prompt == row["instruction"], name
+    assert theirs["count-words"]["instruction"].startswith("Write the number")  # harbor strips the canary line
+    assert theirs["prebuilt"]["cpus"] == 1 and theirs["prebuilt"]["memory_mb"] == 768
+    assert theirs["legacy"]["name"] == "legacy" and theirs["legacy"]["memory_mb"] == 1024
+    assert theirs["legacy"]["instruction"] == "# not a marker\nhi\n"

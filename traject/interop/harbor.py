@@ -88,6 +88,36 @@ class HarborTaskData(BaseModel):
 # --- loading ----------------------------------------------------------------------------------
 
 
+# Harbor drops leading canary lines (data-provenance markers, HTML or hash comments naming a
+# "canary") and the blank lines after them from the instruction the agent sees.
+_CANARY_LINE = re.compile(r"^(<!--.*canary.*-->|#.*canary.*)$", re.IGNORECASE)
+
+
+def strip_canary(text: str) -> str:
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines) and _CANARY_LINE.match(lines[i].strip()):
+        i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    return "\n".join(lines[i:])
+
+
+def _memory_mb(env_cfg: dict[str, Any], config_path: Path) -> int | None:
+    """``memory_mb``, else Harbor's deprecated ``memory = "2G"`` (G, M or K), as Harbor reads it."""
+    if env_cfg.get("memory_mb") is not None or not isinstance(env_cfg.get("memory"), str):
+        return env_cfg.get("memory_mb")
+    size = env_cfg["memory"].strip().upper()
+    try:
+        number = float(size[:-1])
+    except ValueError:
+        number = None
+    if number is None or size[-1:] not in ("G", "M", "K"):
+        raise HarborTaskError(f"{config_path}: environment.memory = {env_cfg['memory']!r} is not a size like "
+                              "'2G' or '512M'; or give environment.memory_mb")
+    return int(number * 1024 if size[-1] == "G" else number if size[-1] == "M" else number / 1024)
+
+
 def is_task_dir(path: Path) -> bool:
     return (path / "instruction.md").is_file() or (path / "task.toml").is_file()
 
@@ -121,8 +151,8 @@ def read_task(path: str | Path) -> Task:
                           verifier_timeout_s=float(verifier.get("timeout_sec", 600.0)),
                           verifier_env={k: str(v) for k, v in (verifier.get("env") or {}).items()},
                           docker_image=env_cfg.get("docker_image"), workdir=env_cfg.get("workdir"),
-                          cpus=env_cfg.get("cpus"), memory_mb=env_cfg.get("memory_mb"))
-    return Task(id=name, prompt=instruction.read_text(), data={"harbor": data.model_dump(mode="json")},
+                          cpus=env_cfg.get("cpus"), memory_mb=_memory_mb(env_cfg, config_path))
+    return Task(id=name, prompt=strip_canary(instruction.read_text()), data={"harbor": data.model_dump(mode="json")},
                 metadata={"source": "harbor", **(config.get("metadata") or {})})
 
 
