@@ -151,6 +151,7 @@ class LocalTrainer:
         self.step = 0
         self.state: dict[str, Any] = {"sft_done": False, "evals": {}, "policy_version": 0}
         self._ready = False
+        self.ray_episodes: Any = None  # RayEpisodes while a run with rollout.ray is on
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -242,7 +243,6 @@ class LocalTrainer:
         self.sampler_model: torch.nn.Module | None = self.model
         self._weights: WeightSink | None = None
         self.server: Any = None
-        self.ray_episodes: Any = None
         server_url = rc.server_url
         if rc.ray is not None and server_url is None:
             server_url = self._serve_sampler(common)
@@ -365,7 +365,7 @@ class LocalTrainer:
         engine = Rollouts(policy, self.env_factory, group_size=group_size, concurrency=self.config.rollout.concurrency,
                           episode_timeout_s=self.config.rollout.episode_timeout_s, reward=self.reward, seed=seed,
                           group_reward=self.group_reward if group_size > 1 else None,
-                          remote=self.ray_episodes if policy is self.policy else None)
+                          remote=self.ray_episodes if self.ray_episodes is not None and policy is self.policy else None)
         trajs = await engine.run(list(tasks))
         order = {t.id: i for i, t in enumerate(tasks)}
         trajs.sort(key=lambda t: (order.get(t.task_id, 0), t.sample_index))

@@ -6,6 +6,7 @@ reward that reaches rm_scores."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -27,17 +28,20 @@ def agent_script(prompt: str, turn: int, request_id: str) -> str:
     return AGENT_SAYS
 
 
-async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, chat_server, batch_for, compose,
-                                                        make_config):
+async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, chat_server, batch_for, compose, make_config):
     from transformers import AutoTokenizer
     from verl.experimental.agent_loop import AgentLoopWorker
 
+    from traject.agents.hf import build_tiny_model
+
+    # a Qwen3-style template, which drops earlier reasoning from the history
+    tiny_model = build_tiny_model(tmp_path / "tiny_qwen3", template="qwen3")
     from traject.environments.users import default_cache
     from traject.trainers.verl.launcher import hydra_overrides, prepare
 
     default_cache().clear()
     user = chat_server(user_llm)
-    cfg = make_config(tmp_path, tiny_model, env_name="empathy", env_config={"user_base_url": user.url, "user_model": "u"},
+    cfg = make_config(tmp_path, tiny_model, env_name="empathy", env_config={"user_base_url": user.url, "user_model": "u", "rules": "rlver"},
                       tasks={"n": 2}, group_size=2, n_tasks=2, verl={"agent_workers": 1})
     files = prepare(cfg)
     conf = compose(hydra_overrides(cfg, files))
@@ -48,7 +52,8 @@ async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, c
     prompt_w = out.batch["prompts"].shape[1]
     # The template shows no reasoning in history, so the second turn's prompt is rendered
     # without the first turn's thinking (as HFPolicy, vLLM and `traject serve` render it): each
-    # trajectory is two prefix-consistent segments (start 30, +35 per turn: 65, then 100 ends
+    # trajectory is two prefix-consistent segments (RLVER's rules, no clamp on a turn's change:
+    # start 30, +35 per turn: 65, then 100 ends
     # the talk after the agent's second turn); this legacy worker trains the last one per row.
     assert len(out) == 4
     assert out.non_tensor_batch["traject_status"].tolist() == ["completed"] * 4
@@ -62,7 +67,9 @@ async def test_simulated_user_runs_inside_the_agent_loop(tmp_path, tiny_model, c
         assert tok.decode(response) == AGENT_SAYS + "<|im_end|>"  # sampled, thinking included
         if "it has been a long week." in prompt:
             later += 1
-            assert prompt.endswith("<|im_start|>user\nit has been a long week.<|im_end|>\n<|im_start|>assistant\n")
+            # the generation prompt (Qwen3's opens the thinking block)
+            assert re.search(r"<\|im_start\|>user\nit has been a long week\.<\|im_end\|>\n<\|im_start\|>assistant\n"
+                             r"(<think>\n)?$", prompt), prompt[-120:]
             assert "They feel unseen" not in prompt and "That sounds hard. Tell me more?<|im_end|>" in prompt
         assert float(out.batch["rm_scores"][i].sum()) == pytest.approx(1.0)  # emotion 100 / 100
     assert later == 4
