@@ -139,7 +139,8 @@ class SimWeights:
 async def run_sim(sim: Sim, w: Workload, *, k: int, steps: int, groups: int, group_size: int,
                   train_s: float, push_s: float) -> Row:
     sim.set_workload(w)
-    policy = OpenAIPolicy(model="sim", base_url=sim.url, max_tokens=None, request_timeout_s=600)
+    policy = OpenAIPolicy(model="sim", base_url=sim.url, max_tokens=None, request_timeout_s=600,
+                          return_token_ids=False)  # the simulated engine samples no tokens
     rl = OffPolicyRollouts(policy, lambda: sim_env(w),
                            tasks_for_batch=lambda j: [Task(id=f"b{j}t{i}", prompt="Do the work.") for i in range(groups)],
                            seed_for_batch=lambda j: j, group_size=group_size, groups_per_step=groups,

@@ -144,7 +144,8 @@ class Sim:
 
 
 def _policy(sim: Sim, concurrency: int) -> OpenAIPolicy:
-    return OpenAIPolicy(model="sim", base_url=sim.url, max_tokens=None, request_timeout_s=600)
+    return OpenAIPolicy(model="sim", base_url=sim.url, max_tokens=None, request_timeout_s=600,
+                        return_token_ids=False)  # the simulated engine samples no tokens
 
 
 async def run_sync(sim: Sim, w: Workload, n: int, concurrency: int) -> tuple[int, float]:
