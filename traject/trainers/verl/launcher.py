@@ -26,6 +26,7 @@ from typing import Any
 
 from traject.trainers.config import ConfigError, TrainConfig, load_config
 from traject.trainers.run import register_backend
+from traject.trainers.verl.algorithms import ALGORITHM_ENV
 from traject.trainers.verl.config import prompt_and_response_lengths, verl_section
 from traject.trainers.verl.dataset import DEFAULT_AGENT_NAME, export_tasks, read_tasks_jsonl
 from traject.trainers.verl.registration import AgentLoopSettings, write_agent_loop_config
@@ -37,7 +38,6 @@ ADV_ESTIMATOR = {"grpo": "traject_grpo", "dr_grpo": "traject_dr_grpo", "rloo": "
                  "reinforce_pp": "traject_reinforce_pp", "turn": "traject_turn", "gae": "gae"}
 POLICY_LOSS = {"ppo_clip": "traject_ppo_clip"}
 SETUP_HOOK = "traject.trainers.verl.algorithms.register"
-ALGORITHM_ENV = "TRAJECT_ALGORITHM"
 GROUP_REWARD_MANAGER = "traject_group"
 
 #: trainer.mode -> (module to run, its hydra config name, the config directory inside verl).
