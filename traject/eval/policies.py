@@ -3,8 +3,9 @@
 Built in: ``openai`` (OpenAIPolicy), ``completions`` (CompletionsPolicy: token in, token out;
 the target is the model's tokenizer), ``scripted`` (a Python object named ``module:attr``),
 ``hf`` (a local HF transformers model, through ``traject.agents.hf_policy.HFPolicy`` where that
-module is installed) and ``gold`` (customer_service's gold replay, with ``user=gold``). Plugins add kinds through the ``traject.policies`` entry-point group: an
-entry point names a function ``(PolicyConfig) -> Policy``.
+module is installed) and ``gold`` (customer_service's gold replay, with ``user=gold``). Plugins
+add kinds through the ``traject.policies`` entry-point group: an entry point names a function
+``(PolicyConfig) -> Policy``.
 """
 
 from __future__ import annotations
