@@ -217,6 +217,8 @@ class SFTConfig(_Section):
     lr: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(16, ge=1)
     warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="LR decay after warmup.")
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="linear/cosine: the LR decays to lr x this.")
 
     @model_validator(mode="after")
     def _source(self) -> SFTConfig:

@@ -17,8 +17,9 @@ tokenizer, the ``compact`` chat template):
 2. baseline (a): SFT on all its demonstrations; baseline (b): SFT on its successful ones only
    (rejection-sampling fine-tuning). Both start from the same initial weights and get the same
    budget: ``sft.steps`` optimizer steps of ``sft.batch_size`` sequences at ``sft.lr``;
-3. (c): the better of (a) and (b) on held-out greedy success, then GRPO on the env's outcome
-   reward (right total, submitted) for ``trainer.steps`` steps;
+3. (c): the better of (a) and (b) on greedy success over a validation split (the ``validation``
+   split of the same generator, with the held-out tasks' options: never the test tasks), then
+   GRPO on the env's outcome reward (right total, submitted) for ``trainer.steps`` steps;
 4. each is evaluated on the same held-out tasks: greedy success, and sampled success at
    temperature 1 (pass@1 and pass@k over ``k`` samples per task), each with a 95% bootstrap
    interval over tasks (:mod:`traject.eval.stats`).
@@ -47,10 +48,10 @@ from traject.eval.stats import Estimate, bootstrap_mean, pass_at_k
 from traject.trainers.config import TrainConfig, config_from_dict
 from traject.trainers.local import LocalTrainer
 from traject.trainers.metrics import read_metrics
-from traject.types import Status, Trajectory
+from traject.types import Status, Task, Trajectory
 
 __all__ = ["QUICKSTART", "PhaseResult", "QuickstartReport", "RewardTrend", "plot_reward_curve", "quickstart_config",
-           "reward_trend", "run_quickstart"]
+           "reward_trend", "run_quickstart", "sft_baseline", "validation_tasks"]
 
 _TASKS = {"items_per_order": 2, "max_quantity": 2, "max_price": 4, "quantity_words": True}
 
@@ -180,6 +181,7 @@ class QuickstartReport(BaseModel):
     heldout: dict[str, Any]
     rows: dict[str, PhaseResult]
     best_sft: str
+    selection: dict[str, float]      # validation-split greedy success of each SFT baseline
     gain_over_best_sft_points: float
     gain_over_rl_start_points: float
     train_rewards: list[float]
@@ -204,7 +206,9 @@ class QuickstartReport(BaseModel):
         return table
 
     def summary_lines(self) -> list[str]:
-        lines = [f"* RL started from the better SFT baseline ({PHASES[self.best_sft]}).",
+        chosen_by = ", ".join(f"{PHASES[n].split(' ')[0]} {v:.3f}" for n, v in self.selection.items())
+        lines = [f"* RL started from the better SFT baseline on the validation split ({PHASES[self.best_sft]}; "
+                 f"validation greedy success {chosen_by}).",
                  f"RL vs best SFT baseline: {self.gain_over_best_sft_points:+.1f} points of held-out greedy success "
                  f"(vs its own SFT start: {self.gain_over_rl_start_points:+.1f})."]
         t = self.reward_trend
@@ -231,6 +235,23 @@ def _phase_config(config: TrainConfig, out: Path, **changes: Any) -> TrainConfig
     return config_from_dict(data, source="quickstart")
 
 
+async def sft_baseline(config: TrainConfig, out: Path, *, only_successful: bool,
+                       log: Callable[[str], None] = print) -> LocalTrainer:
+    """Baseline (a) (``only_successful=False``) or (b): the config's SFT phase alone, in
+    ``out``; the returned trainer holds the model."""
+    cfg = _phase_config(config, out, sft__only_successful=only_successful, trainer__steps=0)
+    trainer = LocalTrainer(cfg, log_fn=log)
+    trainer.setup()
+    await trainer.warm_start()
+    return trainer
+
+
+def validation_tasks(trainer: LocalTrainer) -> list[Task]:
+    """The tasks that choose RL's start: the held-out tasks' generator options, on the
+    ``validation`` split (its own random stream), so the test tasks choose nothing."""
+    return trainer._tasks({**dict(trainer.config.eval.tasks), "split": "validation"}, None)
+
+
 async def _sampled(trainer: LocalTrainer, k: int, n_tasks: int) -> list[Trajectory]:
     trajs = await trainer.rollout(trainer.eval_tasks[:n_tasks], group_size=k, seed=trainer.config.trainer.seed * 7_919 + 5,
                                   policy=trainer.policy)
@@ -247,18 +268,17 @@ async def _run(config: TrainConfig, k: int, sampled_tasks: int, log: Callable[[s
         shutil.rmtree(out / name, ignore_errors=True)
     seed = config.trainer.seed
     rows: dict[str, PhaseResult] = {}
+    selection: dict[str, float] = {}
     trainers: dict[str, LocalTrainer] = {}
     for name, only_successful in (("sft_all", False), ("sft_success", True)):
         log(f"--- {PHASES[name]}")
-        cfg = _phase_config(config, out / name, sft__only_successful=only_successful, trainer__steps=0)
-        trainer = LocalTrainer(cfg, log_fn=log)
-        trainer.setup()
-        await trainer.warm_start()
+        trainer = await sft_baseline(config, out / name, only_successful=only_successful, log=log)
         greedy = await trainer.evaluate(name)
+        selection[name] = (await trainer.evaluate(f"{name}:validation", validation_tasks(trainer))).success_rate
         rows[name] = phase_result(name, greedy.trajectories, await _sampled(trainer, k, sampled_tasks), k, seed=seed)
         trainer.metrics.close()
         trainers[name] = trainer
-    best = max(("sft_all", "sft_success"), key=lambda n: rows[n].greedy.mean)
+    best = max(("sft_all", "sft_success"), key=lambda n: selection[n])
     log(f"--- {PHASES['rl']}, from {PHASES[best]}")
     start = trainers[best]
     rl_cfg = _phase_config(config, out / "rl", sft__enabled=False)
@@ -274,7 +294,7 @@ async def _run(config: TrainConfig, k: int, sampled_tasks: int, log: Callable[[s
     eval_tasks = dict(config.eval.tasks)
     report = QuickstartReport(
         seed=seed, out_dir=str(out), heldout={**eval_tasks, "n": len(start.eval_tasks), "sampled_tasks": min(sampled_tasks, len(start.eval_tasks))},
-        rows=rows, best_sft=best,
+        rows=rows, best_sft=best, selection=selection,
         gain_over_best_sft_points=round(100 * (rows["rl"].greedy.mean - max(rows["sft_all"].greedy.mean,
                                                                            rows["sft_success"].greedy.mean)), 1),
         gain_over_rl_start_points=round(100 * (rows["rl"].greedy.mean - start_success), 1),

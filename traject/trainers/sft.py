@@ -168,13 +168,15 @@ def run_sft(model: torch.nn.Module, sequences: Sequence[TrainSequence], cfg: SFT
             grad_clip: float | None = 1.0, on_step: Callable[[int, dict[str, float]], None] | None = None,
             ) -> dict[str, float]:
     """Train ``model`` on ``sequences`` for ``cfg.epochs`` epochs (or ``cfg.steps`` optimizer
-    steps) of ``cfg.batch_size`` sequences per optimizer step (AdamW, warmup then constant LR). Returns the last metrics."""
+    steps) of ``cfg.batch_size`` sequences per optimizer step (AdamW; warmup, then ``cfg.schedule``).
+    Returns the last metrics."""
     if not sequences:
         raise ValueError("SFT has no demonstrations to train on")
     n = len(sequences)
     steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    scheduler = make_scheduler(optimizer, total_steps=steps, warmup_steps=cfg.warmup_steps)
+    scheduler = make_scheduler(optimizer, total_steps=steps, warmup_steps=cfg.warmup_steps, schedule=cfg.schedule,
+                               min_lr_ratio=cfg.min_lr_ratio)
     batcher = MicroBatcher(pad_id, torch.device(device), micro_batch_tokens, None, "off")
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
