@@ -34,9 +34,17 @@ def _new_client(url: str, timeout: float, pool: int = 64) -> Any:
     import docker
 
     if url.startswith("ssh://"):
-        return docker.DockerClient(base_url=url, timeout=int(timeout), use_ssh_client=True, max_pool_size=pool)
+        return _ssh_client(url, timeout, pool)
     # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply to every tcp host
     return docker.from_env(environment={**os.environ, "DOCKER_HOST": url}, timeout=int(timeout), max_pool_size=pool)
+
+
+def _ssh_client(url: str, timeout: float, pool: int) -> Any:
+    try:
+        from traject.sandboxes.ssh_transport import ssh_client
+    except ImportError:  # the SDK's ssh module imports paramiko even when it shells out
+        raise RuntimeError("ssh:// docker hosts need the ssh extra: pip install 'traject[ssh]'") from None
+    return ssh_client(url, timeout, pool)
 
 
 def get_client(timeout: float = 60.0, host: str | None = None) -> Any:
