@@ -72,6 +72,21 @@ def ping_host(host: str | None = None, timeout: float = 3.0) -> str | None:
         return _short_reason(exc)
 
 
+def ping_hosts(hosts: list[str] | tuple[str, ...], timeout: float = 3.0) -> dict[str, str | None]:
+    """``ping_host`` of every host at once (one thread each): url -> None, or why not."""
+    results: dict[str, str | None] = {}
+
+    def ping(url: str) -> None:
+        results[url] = ping_host(url, timeout)
+
+    threads = [threading.Thread(target=ping, args=(u,), daemon=True) for u in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {u: results.get(u, "no answer") for u in hosts}
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc)
     for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),

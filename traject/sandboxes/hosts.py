@@ -21,7 +21,7 @@ import anyio
 from traject.sandboxes import admission
 from traject.sandboxes.base import SandboxError
 from traject.sandboxes.config import SandboxConfig, check_host_url
-from traject.sandboxes.docker_client import docker_host, get_client, is_remote_url, ping_host
+from traject.sandboxes.docker_client import docker_host, get_client, is_remote_url, ping_host, ping_hosts
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,7 @@ class DockerHosts:
         now = time.monotonic()
         todo = [u for u in urls if force or not self.state(u).checked_at
                 or (self.state(u).down and now - self.state(u).checked_at > REPROBE_S)]
-        results: dict[str, str | None] = {}
-
-        def ping(url: str) -> None:
-            results[url] = ping_host(url, PING_TIMEOUT_S)
-
-        threads = [threading.Thread(target=ping, args=(u,), daemon=True) for u in todo]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = ping_hosts(todo, PING_TIMEOUT_S)
         for url in todo:
             st = self.state(url)
             was_down, st.checked_at = st.down, time.monotonic()
