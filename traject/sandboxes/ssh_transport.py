@@ -7,12 +7,16 @@ pipe to the HTTP response, which closed it after one reply, so it made a new poo
 ssh login (~0.3 s), per request and left the ssh processes unreaped; here a connection's ssh
 lives as long as the pooled connection. Its ``recv(n)`` waited for all ``n`` bytes, which
 stalls a hijacked stream (the stdio channel); here it returns what has arrived. Its close wrote
-stray newlines into the stream; here it closes stdin and reaps the ssh.
+stray newlines into the stream; here it closes stdin and reaps the ssh. And ssh gets a connect
+timeout and keep-alives: reads of its pipe ignore socket timeouts, so a host that stops
+answering would otherwise hang the caller (a drained host is found by a ping that times out).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 from typing import Any
 
@@ -35,6 +39,20 @@ class _Pipe:
 
 
 class SshSocket(SSHSocket):
+    def connect(self, **kwargs: Any) -> None:  # noqa: ARG002
+        # as the SDK's, plus timeouts: reads of the pipe ignore socket timeouts, so a host that
+        # never answers would hang the caller; ssh gives up instead
+        args = ["ssh", "-o", f"ConnectTimeout={max(1, int(self.gettimeout() or 60))}",
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]
+        if self.user:
+            args += ["-l", self.user]
+        if self.port:
+            args += ["-p", self.port]
+        args += ["--", self.host, "docker system dial-stdio"]
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+
     def makefile(self, mode: str) -> Any:  # noqa: ARG002 - always binary
         if not self.proc:
             self.connect()
