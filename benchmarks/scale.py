@@ -80,9 +80,12 @@ async def concurrent_sandboxes(run: str, hosts: tuple[str, ...], n: int) -> dict
     errors: list[str] = []
     t0 = time.perf_counter()
 
+    opened_at: list[float] = []
+
     async def one() -> None:
         try:
             boxes.append(await open_sandbox(cfg))
+            opened_at.append(time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - counted: how far the machine goes
             errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
 
@@ -103,12 +106,29 @@ async def concurrent_sandboxes(run: str, hosts: tuple[str, ...], n: int) -> dict
             tg.start_soon(exec_one, sb)
     exec_s = time.perf_counter() - t1
     per_host = {h: sum(1 for b in boxes if b.host == h) for h in hosts}
+    growth = by_tenth(opened_at, [b.start_timings for b in boxes])
     async with anyio.create_task_group() as tg:
         for sb in boxes:
             tg.start_soon(sb.aclose)
     return {"daemons": len(hosts), "asked": n, "opened": len(boxes), "exec_ok": ok, "open_s": round(open_s, 2),
             "creations_per_s": round(len(boxes) / open_s, 2), "exec_all_s": round(exec_s, 3),
-            "per_host": per_host, "errors": errors[:3]}
+            "per_host": per_host, "errors": errors[:3], "by_tenth": growth}
+
+
+def by_tenth(opened_at: list[float], timings: list[dict[str, float]]) -> dict[str, list[float]]:
+    """As the count grows: creations/s in each tenth of the sandboxes (in the order they
+    opened), and the median seconds the daemon took to create + start a container and the
+    executor to answer, per tenth."""
+    order = sorted(range(len(opened_at)), key=opened_at.__getitem__)
+    step = max(1, len(order) // 10)
+    out: dict[str, list[float]] = {"creations_per_s": [], "daemon_p50_s": [], "executor_p50_s": []}
+    for start in range(0, len(order) - step + 1, step):
+        idx = order[start : start + step]
+        began = opened_at[order[start - 1]] if start else 0.0
+        out["creations_per_s"].append(round(len(idx) / max(1e-9, opened_at[idx[-1]] - began), 2))
+        out["daemon_p50_s"].append(round(statistics.median(timings[i]["daemon_s"] for i in idx), 3))
+        out["executor_p50_s"].append(round(statistics.median(timings[i]["executor_s"] for i in idx), 3))
+    return out
 
 
 # ---------------------------------------------------------------- (2) warm exec
@@ -336,6 +356,14 @@ def main() -> int:
     rows.append((f"sandboxes open at once (asked {n})", f"{c1['opened']} in {c1['open_s']} s",
                  f"{c2['opened']} in {c2['open_s']} s {list(c2['per_host'].values())}"))
     rows.append(("creations/s, no cap in the way", str(c1["creations_per_s"]), str(c2["creations_per_s"])))
+    g1, g2 = c1["by_tenth"], c2["by_tenth"]
+
+    def ends(xs: list[float]) -> str:
+        return f"{xs[0]} -> {xs[-1]}" if xs else "-"
+
+    for key, what in (("creations_per_s", "creations/s"), ("daemon_p50_s", "daemon create+start p50 s"),
+                      ("executor_p50_s", "executor ready p50 s")):
+        rows.append((f"{what}, first -> last tenth", ends(g1[key]), ends(g2[key])))
     rows.append(("warm exec p50 / p95 ms", f"{we['local (socket)']['p50_ms']} / {we['local (socket)']['p95_ms']}",  # type: ignore[index]
                  f"{we['remote (stdio)']['p50_ms']} / {we['remote (stdio)']['p95_ms']} (stdio); "  # type: ignore[index]
                  f"{we['remote (docker exec per call)']['p50_ms']} (docker exec per call)"))  # type: ignore[index]

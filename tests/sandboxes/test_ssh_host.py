@@ -26,6 +26,7 @@ async def test_a_sandbox_on_an_ssh_host_runs_over_ssh_on_the_stdio_channel_and_h
     async with await open_sandbox(config) as sb:
         assert sb.host == ssh_host.url and sb.remote
         assert sb.channel_kind == "stdio" and sb.run_dir is None
+        assert sb.start_timings["daemon_s"] > 0 and sb.start_timings["executor_s"] > 0
         r = await sb.exec("echo over ssh; id -u", timeout=10)
         assert (r.exit_code, r.stdout) == (0, "over ssh\n1000\n")
         await sb.write_file("/workspace/a.txt", b"x" * 200_000)
