@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 HOSTS_ENV = "TRAJECT_DOCKER_HOSTS"
 ALLOW_LOCAL_ENV = "TRAJECT_ALLOW_LOCAL_SANDBOX"
 REPROBE_S = 30.0
+RANK_TTL_S = 0.25  # how long a count of a host's held run slots ranks placements
 PING_TIMEOUT_S = 3.0
 
 
@@ -66,6 +67,8 @@ class DockerHosts:
         self._hosts: dict[str, HostState] = {}
         self._images: dict[tuple[str, str], threading.Lock] = {}
         self._have_image: set[tuple[str, str]] = set()
+        self._rank_lock = threading.Lock()
+        self._held: dict[tuple[str, int], tuple[float, int]] = {}  # (url, cap) -> (counted at, held)
 
     def state(self, url: str) -> HostState:
         with self._lock:
@@ -157,19 +160,34 @@ class DockerHosts:
                 return live[0], await admission.take(live[0], "run", config.host_cap)
             delay = admission.POLL_S
             while True:
-                # counting held slots probes every slot file (~5 ms at a cap of 1000): off the loop
                 ranked = await anyio.to_thread.run_sync(self._by_free_slots, live, config.host_cap)
                 for url in ranked:
                     slot = admission.try_take(url, "run", config.host_cap)
                     if slot is not None:
+                        self._took(url, config.host_cap)
                         return url, slot
                 await anyio.sleep(delay)
                 delay = min(admission.MAX_POLL_S, delay * 1.5)
                 live = await anyio.to_thread.run_sync(self.require_sync, urls)
 
-    @staticmethod
-    def _by_free_slots(urls: list[str], cap: int) -> list[str]:
-        return sorted(urls, key=lambda u: admission.held(u, "run", cap))
+    def _by_free_slots(self, urls: list[str], cap: int) -> list[str]:
+        """``urls``, fewest held run slots first. Counting probes every slot file (~5 ms per
+        host at a cap of 1000), so a count ranks placements for RANK_TTL_S (plus this
+        process's own takes meanwhile): a burst of placements counts once, not once each.
+        Only the ranking is approximate; the slots themselves are exact (try_take)."""
+        counts = {}
+        with self._rank_lock:  # one thread counts; the others of a burst use its count
+            for url in urls:
+                counted = self._held.get((url, cap))
+                if counted is None or time.monotonic() - counted[0] > RANK_TTL_S:
+                    counted = self._held[url, cap] = (time.monotonic(), admission.held(url, "run", cap))
+                counts[url] = counted[1]
+        return sorted(urls, key=counts.__getitem__)
+
+    def _took(self, url: str, cap: int) -> None:
+        with self._rank_lock:
+            at, n = self._held.get((url, cap), (0.0, 0))
+            self._held[url, cap] = (at, n + 1)
 
     # ------------------------------------------------------------------ images
 
