@@ -101,7 +101,8 @@ def list_(host: list[str] = HOST_OPTION) -> None:
         table.add_column(col)
     for url in live:
         for row in list_sandboxes(host=url):
-            table.add_row(row.host, row.id, row.image, row.status, str(row.owner_pid), "yes" if row.owner_alive else "no")
+            alive = "yes" if row.owner_alive else "no"
+            table.add_row(row.host, row.id, row.image, row.status, str(row.owner_pid), alive)
     console.print(table)
     _say_unreachable(unreachable, len(hosts))
 

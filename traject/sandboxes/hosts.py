@@ -164,7 +164,6 @@ class DockerHosts:
                 for url in ranked:
                     slot = admission.try_take(url, "run", config.host_cap)
                     if slot is not None:
-                        self._took(url, config.host_cap)
                         return url, slot
                 await anyio.sleep(delay)
                 delay = min(admission.MAX_POLL_S, delay * 1.5)
@@ -172,22 +171,21 @@ class DockerHosts:
 
     def _by_free_slots(self, urls: list[str], cap: int) -> list[str]:
         """``urls``, fewest held run slots first. Counting probes every slot file (~5 ms per
-        host at a cap of 1000), so a count ranks placements for RANK_TTL_S (plus this
-        process's own takes meanwhile): a burst of placements counts once, not once each.
-        Only the ranking is approximate; the slots themselves are exact (try_take)."""
-        counts = {}
+        host at a cap of 1000), so a count ranks placements for RANK_TTL_S, each ranking
+        adding one to the host it puts first (the take it is about to make): a burst of
+        placements counts once and still spreads. Only the ranking is approximate; the slots
+        themselves are exact (try_take)."""
         with self._rank_lock:  # one thread counts; the others of a burst use its count
+            counts = {}
             for url in urls:
                 counted = self._held.get((url, cap))
                 if counted is None or time.monotonic() - counted[0] > RANK_TTL_S:
                     counted = self._held[url, cap] = (time.monotonic(), admission.held(url, "run", cap))
                 counts[url] = counted[1]
-        return sorted(urls, key=counts.__getitem__)
-
-    def _took(self, url: str, cap: int) -> None:
-        with self._rank_lock:
-            at, n = self._held.get((url, cap), (0.0, 0))
-            self._held[url, cap] = (at, n + 1)
+            ranked = sorted(urls, key=counts.__getitem__)
+            at, n = self._held[ranked[0], cap]
+            self._held[ranked[0], cap] = (at, n + 1)
+        return ranked
 
     # ------------------------------------------------------------------ images
 
