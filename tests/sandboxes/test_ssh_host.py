@@ -60,3 +60,19 @@ async def test_cancelling_an_exec_on_an_ssh_host_kills_the_command_and_the_chann
 
                 tg.start_soon(one)
         assert sorted(rs) == sorted(f"{i}\n" for i in range(8))
+
+
+async def test_an_ssh_host_that_does_not_answer_is_named_and_the_others_carry_on(
+        ssh_host, docker_image, isolated_admission, caplog):
+    import logging
+
+    from traject.sandboxes import sandbox_factory
+
+    dead = "ssh://root@127.0.0.1:9"  # nothing listens there: ssh exits at once
+    config = test_config(backend="docker", image=docker_image, hosts=(dead, ssh_host.url))
+    with caplog.at_level(logging.WARNING, logger="traject.sandboxes.hosts"):
+        sandbox_factory(config)
+        async with await open_sandbox(config) as sb:
+            assert sb.host == ssh_host.url
+    named = [r.getMessage() for r in caplog.records if dead in r.getMessage()]
+    assert len(named) == 1 and "does not answer" in named[0]

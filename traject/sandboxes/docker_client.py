@@ -91,7 +91,10 @@ def _short_reason(exc: BaseException) -> str:
     text = str(exc)
     for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
                            ("No such file or directory", "no such socket"),
-                           ("Name or service not known", "unknown host"), ("Permission denied", "permission denied")):
+                           ("Name or service not known", "unknown host"), ("Permission denied", "permission denied"),
+                           # an ssh:// host whose ssh exited (its own message is on stderr)
+                           ("I/O operation on closed file", "the connection closed"),
+                           ("Broken pipe", "the connection closed")):
         if needle in text:
             return reason
     return f"{type(exc).__name__}: {text[:160]}"

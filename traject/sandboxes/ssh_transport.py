@@ -118,7 +118,10 @@ class _Adapter(SSHHTTPAdapter):
 
 def ssh_client(url: str, timeout: float, pool: int) -> Any:
     """A docker SDK client of the daemon at ``url`` (ssh://...), its connections pooled."""
+    # a fixed version first: "auto" would ask the server through the SDK's own adapter (no
+    # connect timeout); then the server's version, asked through ours
     client = docker.DockerClient(base_url=url, timeout=int(timeout), use_ssh_client=True,
-                                 max_pool_size=pool, version="auto")
+                                 max_pool_size=pool, version=docker.constants.MINIMUM_DOCKER_API_VERSION)
     client.api.mount("http+docker://ssh", _Adapter(url, int(timeout), max_pool_size=pool, shell_out=True))
+    client.api._version = client.api.version(api_version=False)["ApiVersion"]  # what version="auto" sets
     return client
