@@ -2,7 +2,7 @@
 (``ssh ... -- HOST docker system dial-stdio``, as the docker CLI does), so the user's ssh
 configuration applies: keys, known hosts, ProxyJump, ControlMaster.
 
-The docker SDK's shell-out transport is built on, with three fixes: its socket handed the ssh
+The docker SDK's shell-out transport is built on, with these fixes: its socket handed the ssh
 pipe to the HTTP response, which closed it after one reply, so it made a new pool, hence a new
 ssh login (~0.3 s), per request and left the ssh processes unreaped; here a connection's ssh
 lives as long as the pooled connection. Its ``recv(n)`` waited for all ``n`` bytes, which
