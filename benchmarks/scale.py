@@ -13,8 +13,10 @@ the capacity a second machine would add.
 (1) concurrent sandboxes: N opened at once (host_cap N per host), one exec in each, all closed;
     on this machine's daemon alone, then spread over both.
 (2) warm exec: ``true`` in a warm sandbox, interleaved: local (unix-socket channel) against
-    remote (stdio channel over tcp), and the one-``docker exec``-per-call channel for context.
-    ``remote_exec_ratio`` = remote p50 / local p50.
+    remote (stdio channel over tcp), the one-``docker exec``-per-call channel for context, and
+    (when openssh-server is installed) the second daemon again as an ssh:// host, through a
+    test sshd on 127.0.0.1 (traject.testing.ssh_server). ``remote_exec_ratio`` = remote p50 /
+    local p50; ``ssh_exec_ratio`` = ssh p50 / local p50.
 (3) admission: 8 processes each ask for M sandboxes at once (M = 64, host_cap 16; with --quick
     M = 4, host_cap 4; create_cap = host_cap / 2), each held 4 s, so that demand outruns the
     cap; the daemon's running containers of this run are counted every 20 ms.
@@ -24,7 +26,7 @@ the capacity a second machine would add.
     one node against one actor per node.
 
 Writes benchmarks/results/scale.json (``remote_exec_ratio``, ``max_running_seen``, ``host_cap``,
-``leaked_containers``, and the rest).
+``leaked_containers``, ``ssh_exec_ratio`` when measured, and the rest).
 """
 
 from __future__ import annotations
@@ -78,9 +80,12 @@ async def concurrent_sandboxes(run: str, hosts: tuple[str, ...], n: int) -> dict
     errors: list[str] = []
     t0 = time.perf_counter()
 
+    opened_at: list[float] = []
+
     async def one() -> None:
         try:
             boxes.append(await open_sandbox(cfg))
+            opened_at.append(time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - counted: how far the machine goes
             errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
 
@@ -101,23 +106,42 @@ async def concurrent_sandboxes(run: str, hosts: tuple[str, ...], n: int) -> dict
             tg.start_soon(exec_one, sb)
     exec_s = time.perf_counter() - t1
     per_host = {h: sum(1 for b in boxes if b.host == h) for h in hosts}
+    growth = by_tenth(opened_at, [b.start_timings for b in boxes])
     async with anyio.create_task_group() as tg:
         for sb in boxes:
             tg.start_soon(sb.aclose)
     return {"daemons": len(hosts), "asked": n, "opened": len(boxes), "exec_ok": ok, "open_s": round(open_s, 2),
             "creations_per_s": round(len(boxes) / open_s, 2), "exec_all_s": round(exec_s, 3),
-            "per_host": per_host, "errors": errors[:3]}
+            "per_host": per_host, "errors": errors[:3], "by_tenth": growth}
+
+
+def by_tenth(opened_at: list[float], timings: list[dict[str, float]]) -> dict[str, list[float]]:
+    """As the count grows: creations/s in each tenth of the sandboxes (in the order they
+    opened), and the median seconds the daemon took to create + start a container and the
+    executor to answer, per tenth."""
+    order = sorted(range(len(opened_at)), key=opened_at.__getitem__)
+    step = max(1, len(order) // 10)
+    out: dict[str, list[float]] = {"creations_per_s": [], "daemon_p50_s": [], "executor_p50_s": []}
+    for start in range(0, len(order) - step + 1, step):
+        idx = order[start : start + step]
+        began = opened_at[order[start - 1]] if start else 0.0
+        out["creations_per_s"].append(round(len(idx) / max(1e-9, opened_at[idx[-1]] - began), 2))
+        out["daemon_p50_s"].append(round(statistics.median(timings[i]["daemon_s"] for i in idx), 3))
+        out["executor_p50_s"].append(round(statistics.median(timings[i]["executor_s"] for i in idx), 3))
+    return out
 
 
 # ---------------------------------------------------------------- (2) warm exec
 
 
-async def warm_exec(run: str, remote: str, iters: int) -> dict[str, object]:
+async def warm_exec(run: str, remote: str, iters: int, ssh: str | None = None) -> dict[str, object]:
     boxes = {
         "local (socket)": await open_sandbox(config(run, hosts=(docker_host(),))),
         "remote (stdio)": await open_sandbox(config(run, hosts=(remote,))),
         "remote (docker exec per call)": await open_sandbox(config(run, hosts=(remote,), channel="docker_exec")),
     }
+    if ssh is not None:
+        boxes["remote over ssh (stdio)"] = await open_sandbox(config(run, hosts=(ssh,)))
     times: dict[str, list[float]] = {k: [] for k in boxes}
     try:
         for sb in boxes.values():
@@ -137,7 +161,20 @@ async def warm_exec(run: str, remote: str, iters: int) -> dict[str, object]:
     out = {name: {"p50_ms": round(1000 * statistics.median(ts), 2), "p95_ms": round(1000 * pct(ts, 0.95), 2),
                   "n": len(ts)} for name, ts in times.items()}
     out["remote_exec_ratio"] = round(out["remote (stdio)"]["p50_ms"] / out["local (socket)"]["p50_ms"], 3)
+    if ssh is not None:
+        out["ssh_exec_ratio"] = round(out["remote over ssh (stdio)"]["p50_ms"] / out["local (socket)"]["p50_ms"], 3)
     return out
+
+
+def ssh_front(daemon):  # noqa: ANN001, ANN201
+    """An sshd on 127.0.0.1 in front of ``daemon`` (traject.testing.ssh_server), or None."""
+    from traject.testing.ssh_server import TestSshd, can_start
+
+    why = can_start()
+    if why:
+        print(f"no ssh host measured: {why}", file=sys.stderr)
+        return None
+    return TestSshd(f"unix://{daemon.socket}").start()
 
 
 # ---------------------------------------------------------------- (3) admission
@@ -272,7 +309,17 @@ def main() -> int:
         t = time.perf_counter()
         docker_hosts.ensure_image_sync(remote, SandboxConfig().image)  # once per host, not per sandbox
         results["image_to_second_daemon_s"] = round(time.perf_counter() - t, 1)
-        results["warm_exec"] = anyio.run(warm_exec, run, remote, 100 if args.quick else 400)
+        sshd = ssh_front(daemon)  # the second daemon again, as ssh://USER@127.0.0.1:PORT
+        saved_path = os.environ["PATH"]
+        try:
+            if sshd is not None:
+                os.environ["PATH"] = sshd.client_env()["PATH"]  # its ssh client config
+            results["warm_exec"] = anyio.run(warm_exec, run, remote, 100 if args.quick else 400,
+                                             sshd.url if sshd else None)
+        finally:
+            os.environ["PATH"] = saved_path
+            if sshd is not None:
+                sshd.stop()
         results["concurrent"] = [anyio.run(concurrent_sandboxes, run, hosts, n)
                                  for hosts in ((docker_host(),), (docker_host(), remote))]
         cap = args.cap or (4 if args.quick else 16)
@@ -301,16 +348,30 @@ def main() -> int:
     we, adm = results["warm_exec"], results["admission"]
     results.update(remote_exec_ratio=we["remote_exec_ratio"], max_running_seen=adm["max_running_seen"],  # type: ignore[index]
                    host_cap=adm["host_cap"], leaked_containers=leaked)  # type: ignore[index]
+    if "ssh_exec_ratio" in we:  # type: ignore[operator]
+        results["ssh_exec_ratio"] = we["ssh_exec_ratio"]  # type: ignore[index]
 
     rows = [("measure", "this daemon only / local", "two daemons / remote")]
     c1, c2 = results["concurrent"]  # type: ignore[misc]
     rows.append((f"sandboxes open at once (asked {n})", f"{c1['opened']} in {c1['open_s']} s",
                  f"{c2['opened']} in {c2['open_s']} s {list(c2['per_host'].values())}"))
     rows.append(("creations/s, no cap in the way", str(c1["creations_per_s"]), str(c2["creations_per_s"])))
+    g1, g2 = c1["by_tenth"], c2["by_tenth"]
+
+    def ends(xs: list[float]) -> str:
+        return f"{xs[0]} -> {xs[-1]}" if xs else "-"
+
+    for key, what in (("creations_per_s", "creations/s"), ("daemon_p50_s", "daemon create+start p50 s"),
+                      ("executor_p50_s", "executor ready p50 s")):
+        rows.append((f"{what}, first -> last tenth", ends(g1[key]), ends(g2[key])))
     rows.append(("warm exec p50 / p95 ms", f"{we['local (socket)']['p50_ms']} / {we['local (socket)']['p95_ms']}",  # type: ignore[index]
                  f"{we['remote (stdio)']['p50_ms']} / {we['remote (stdio)']['p95_ms']} (stdio); "  # type: ignore[index]
                  f"{we['remote (docker exec per call)']['p50_ms']} (docker exec per call)"))  # type: ignore[index]
     rows.append(("remote_exec_ratio (remote p50 / local p50)", "", str(results["remote_exec_ratio"])))
+    if "ssh_exec_ratio" in we:  # type: ignore[operator]
+        ssh_row = we["remote over ssh (stdio)"]  # type: ignore[index]
+        rows.append(("warm exec over ssh p50 / p95 ms (ratio to local)", "",
+                     f"{ssh_row['p50_ms']} / {ssh_row['p95_ms']} (x{we['ssh_exec_ratio']})"))  # type: ignore[index]
     rows.append((f"admission: 8 procs x {per_proc}, host_cap {cap}",
                  f"max running seen {adm['max_running_seen']}", f"{adm['creations_per_s']} creations/s"))  # type: ignore[index]
     if "ray" in results:

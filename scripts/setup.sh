@@ -32,7 +32,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV with $PY"
   "$PY" -m venv "$VENV"
 fi
-EXTRAS=dev,verl,serve,interop
+EXTRAS=dev,verl,serve,interop,ssh
 STAMP="$VENV/.traject-installed"
 WANT_STAMP=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$EXTRAS
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT_STAMP" ]; then

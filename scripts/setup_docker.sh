@@ -5,6 +5,8 @@
 #   - a daemon answers already: use it;
 #   - otherwise, as root: install Debian's docker.io if missing, then start
 #     `dockerd --bridge=none --iptables=false` in the background and wait for it;
+#   - as root: install Debian's openssh-server if missing (the ssh:// docker host tests start
+#     an sshd of their own on 127.0.0.1; no system sshd is started);
 #   - build the base image (`python -m traject.sandboxes.images build`): from a Dockerfile
 #     when a registry answers, else mmdebstrap (installed if missing) with this host's apt
 #     sources + docker import. The root filesystem is cached under ~/.cache/traject.
@@ -56,6 +58,17 @@ if ! daemon_up; then
     tail -20 "$DOCKERD_LOG" >&2 || true
     exit 1
   fi
+fi
+
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/sshd ]; then
+  # the ssh:// docker host tests start their own sshd on 127.0.0.1 (traject/testing/ssh_server.py)
+  say "installing openssh-server (its system service is not started)"
+  no_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && no_policy=1
+  fi
+  apt_install openssh-server || say "could not install openssh-server: the ssh host tests will be skipped"
+  if [ "$no_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 if [ "$(id -u)" = 0 ] && ! command -v mmdebstrap >/dev/null 2>&1; then

@@ -99,3 +99,26 @@ def isolated_admission(tmp_path, monkeypatch):
     """Admission slots of this test only (other processes on a shared machine hold theirs)."""
     monkeypatch.setenv("TRAJECT_ADMISSION_DIR", str(tmp_path / "admission"))
     return tmp_path / "admission"
+
+
+@pytest.fixture(scope="session")
+def ssh_host(second_daemon):
+    """The second daemon reached as ``ssh://USER@127.0.0.1:PORT``: a test sshd (its own port,
+    host key and key-only config) whose sessions have DOCKER_HOST set to the second daemon's
+    unix socket, and this process's PATH led by an ``ssh`` that uses the test's client config
+    (restored at the end; ~/.ssh is not touched)."""
+    import os
+
+    from traject.testing.ssh_server import TestSshd, can_start
+
+    why = can_start()
+    if why:
+        pytest.skip(f"no ssh docker host: {why}")
+    sshd = TestSshd(f"unix://{second_daemon.socket}").start()
+    saved = os.environ["PATH"]
+    os.environ["PATH"] = sshd.client_env()["PATH"]
+    try:
+        yield sshd
+    finally:
+        os.environ["PATH"] = saved
+        sshd.stop()

@@ -5,4 +5,5 @@ from sandbox_support import (  # noqa: F401
     isolated_admission,
     no_container_left_behind,
     second_daemon,
+    ssh_host,
 )

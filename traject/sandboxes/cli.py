@@ -5,13 +5,12 @@ Mounted by traject/cli.py as the ``sandbox`` sub-app; the logic lives in the lib
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from traject.cli_output import error
+from traject.cli_output import err_console, error, make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sandbox images and containers.")
-console = Console()
+console = make_console()
 
 
 @app.command()
@@ -59,30 +58,71 @@ def derive(
     console.print(f"{ref.tag} ({'built in %.1fs' % ref.seconds if ref.built else 'cached'})")
 
 
-@app.command("list")
-def list_() -> None:
-    """List traject's sandbox containers and whether their owning process still runs."""
-    from traject.sandboxes.prune import list_sandboxes
+def _hosts(given: list[str]) -> list[str]:
+    """--host values, else the configured hosts (TRAJECT_DOCKER_HOSTS, else DOCKER_HOST)."""
+    from traject.sandboxes.base import SandboxError
+    from traject.sandboxes.config import SandboxConfig, check_host_url
+    from traject.sandboxes.hosts import configured_hosts
 
+    try:
+        if given:
+            return list(dict.fromkeys(check_host_url(h) for h in given))
+        return list(configured_hosts(SandboxConfig()))
+    except (ValueError, SandboxError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--host") from None
+
+
+HOST_OPTION = typer.Option([], "--host", help="a Docker host (unix://, tcp://, ssh://; repeatable); default: "
+                           "TRAJECT_DOCKER_HOSTS, else DOCKER_HOST")
+
+
+def _say_unreachable(unreachable: dict[str, str], asked: int) -> None:
+    """One line naming the hosts that did not answer; exit 1 when none did."""
+    if not unreachable:
+        return
+    line = f"{len(unreachable)} of {asked} docker host(s) did not answer: " + ", ".join(
+        f"{h} ({why})" for h, why in unreachable.items())
+    if len(unreachable) == asked:
+        error(line)
+        raise typer.Exit(1)
+    err_console.print(f"warning: {line}", style="yellow", markup=False, highlight=False)
+
+
+@app.command("list")
+def list_(host: list[str] = HOST_OPTION) -> None:
+    """List traject's sandbox containers on every configured Docker host, and whether their
+    owning process still runs."""
+    from traject.sandboxes.prune import list_sandboxes, reachable
+
+    hosts = _hosts(host)
+    live, unreachable = reachable(hosts)
     table = Table(title="traject sandboxes")
-    for col in ("id", "image", "status", "owner pid", "owner alive"):
+    for col in ("host", "id", "image", "status", "owner pid", "owner alive"):
         table.add_column(col)
-    for row in list_sandboxes():
-        table.add_row(row["id"], str(row["image"]), str(row["status"]), str(row["owner_pid"]),
-                      "yes" if row["owner_alive"] else "no")
+    for url in live:
+        for row in list_sandboxes(host=url):
+            alive = "yes" if row.owner_alive else "no"
+            table.add_row(row.host, row.id, row.image, row.status, str(row.owner_pid), alive)
     console.print(table)
+    _say_unreachable(unreachable, len(hosts))
 
 
 @app.command()
 def prune(
     all_: bool = typer.Option(False, "--all", help="also remove containers of processes still running"),
+    host: list[str] = HOST_OPTION,
 ) -> None:
-    """Remove traject containers left by crashed processes (and their socket directories)."""
+    """Remove traject containers left by crashed processes (and their socket directories), on
+    every configured Docker host."""
     from traject.sandboxes.prune import prune as do_prune
 
-    report = do_prune(include_live=all_)
-    console.print(f"removed {len(report.removed)} container(s), kept {len(report.kept)} of live "
-                  f"processes, removed {report.run_dirs_removed} socket dir(s)")
+    hosts = _hosts(host)
+    report = do_prune(include_live=all_, hosts=hosts)
+    per_host = ", ".join(f"{n} on {h}" for h, n in report.removed_per_host.items())
+    if report.removed_per_host:
+        console.print(f"removed {len(report.removed)} container(s) ({per_host}), kept {len(report.kept)} of live "
+                      f"processes, removed {report.run_dirs_removed} socket dir(s)")
+    _say_unreachable(report.unreachable, len(hosts))
 
 
 @app.command()

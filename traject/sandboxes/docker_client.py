@@ -34,9 +34,17 @@ def _new_client(url: str, timeout: float, pool: int = 64) -> Any:
     import docker
 
     if url.startswith("ssh://"):
-        return docker.DockerClient(base_url=url, timeout=int(timeout), use_ssh_client=True, max_pool_size=pool)
+        return _ssh_client(url, timeout, pool)
     # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply to every tcp host
     return docker.from_env(environment={**os.environ, "DOCKER_HOST": url}, timeout=int(timeout), max_pool_size=pool)
+
+
+def _ssh_client(url: str, timeout: float, pool: int) -> Any:
+    try:
+        from traject.sandboxes.ssh_transport import ssh_client
+    except ImportError:  # the SDK's ssh module imports paramiko even when it shells out
+        raise RuntimeError("ssh:// docker hosts need the ssh extra: pip install 'traject[ssh]'") from None
+    return ssh_client(url, timeout, pool)
 
 
 def get_client(timeout: float = 60.0, host: str | None = None) -> Any:
@@ -64,11 +72,29 @@ def ping_host(host: str | None = None, timeout: float = 3.0) -> str | None:
         return _short_reason(exc)
 
 
+def ping_hosts(hosts: list[str] | tuple[str, ...], timeout: float = 3.0) -> dict[str, str | None]:
+    """``ping_host`` of every host at once (one thread each): url -> None, or why not."""
+    results: dict[str, str | None] = {}
+
+    def ping(url: str) -> None:
+        results[url] = ping_host(url, timeout)
+
+    threads = [threading.Thread(target=ping, args=(u,), daemon=True) for u in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {u: results.get(u, "no answer") for u in hosts}
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc)
     for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
                            ("No such file or directory", "no such socket"),
-                           ("Name or service not known", "unknown host"), ("Permission denied", "permission denied")):
+                           ("Name or service not known", "unknown host"), ("Permission denied", "permission denied"),
+                           # an ssh:// host whose ssh exited (its own message is on stderr)
+                           ("I/O operation on closed file", "the connection closed"),
+                           ("Broken pipe", "the connection closed")):
         if needle in text:
             return reason
     return f"{type(exc).__name__}: {text[:160]}"

@@ -113,6 +113,8 @@ class DockerSandbox(ExecutorSandbox):
         self.run_dir: str | None = None
         self.channel_kind = "socket"
         self._run_slot: admission.Slot | None = None
+        # seconds the daemon took to create and start the container, and the executor to answer
+        self.start_timings: dict[str, float] = {}
 
     @classmethod
     async def create(cls, config: SandboxConfig | None = None, *, client: Any = None) -> DockerSandbox:
@@ -246,12 +248,14 @@ class DockerSandbox(ExecutorSandbox):
         if use_socket:
             self.run_dir = tempfile.mkdtemp(prefix="s", dir=run_root())
             os.chmod(self.run_dir, 0o777)  # the container's non-root user creates the socket
+        t0 = time.monotonic()
         try:
             await anyio.to_thread.run_sync(self._create_sync)
         except SandboxError:
             raise
         except Exception as exc:
             raise SandboxError(f"could not start a sandbox container: {exc}") from exc
+        t1 = time.monotonic()
         assert self.container_id is not None
         if use_socket:
             assert self.run_dir is not None
@@ -271,6 +275,7 @@ class DockerSandbox(ExecutorSandbox):
             kind = DockerExecChannel if self.channel_kind == "docker_exec" else StdioChannel
             self._channel = kind(self.api, self.container_id, f"{RUN_MOUNT}/{SOCKET_NAME}", self._describe_state)
         await self.ping(timeout=self.config.startup_timeout)
+        self.start_timings = {"daemon_s": t1 - t0, "executor_s": time.monotonic() - t1}
 
     async def _wait_for_socket(self, path: str, give_up_after: float | None = None) -> bool:
         """True once the socket exists; False when ``give_up_after`` passed while the container

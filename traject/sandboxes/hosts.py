@@ -21,13 +21,14 @@ import anyio
 from traject.sandboxes import admission
 from traject.sandboxes.base import SandboxError
 from traject.sandboxes.config import SandboxConfig, check_host_url
-from traject.sandboxes.docker_client import docker_host, get_client, is_remote_url, ping_host
+from traject.sandboxes.docker_client import docker_host, get_client, is_remote_url, ping_host, ping_hosts
 
 log = logging.getLogger(__name__)
 
 HOSTS_ENV = "TRAJECT_DOCKER_HOSTS"
 ALLOW_LOCAL_ENV = "TRAJECT_ALLOW_LOCAL_SANDBOX"
 REPROBE_S = 30.0
+RANK_TTL_S = 0.25  # how long a count of a host's held run slots ranks placements
 PING_TIMEOUT_S = 3.0
 
 
@@ -66,6 +67,8 @@ class DockerHosts:
         self._hosts: dict[str, HostState] = {}
         self._images: dict[tuple[str, str], threading.Lock] = {}
         self._have_image: set[tuple[str, str]] = set()
+        self._rank_lock = threading.Lock()
+        self._held: dict[tuple[str, int], tuple[float, int]] = {}  # (url, cap) -> (counted at, held)
 
     def state(self, url: str) -> HostState:
         with self._lock:
@@ -80,16 +83,7 @@ class DockerHosts:
         now = time.monotonic()
         todo = [u for u in urls if force or not self.state(u).checked_at
                 or (self.state(u).down and now - self.state(u).checked_at > REPROBE_S)]
-        results: dict[str, str | None] = {}
-
-        def ping(url: str) -> None:
-            results[url] = ping_host(url, PING_TIMEOUT_S)
-
-        threads = [threading.Thread(target=ping, args=(u,), daemon=True) for u in todo]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = ping_hosts(todo, PING_TIMEOUT_S)
         for url in todo:
             st = self.state(url)
             was_down, st.checked_at = st.down, time.monotonic()
@@ -166,7 +160,7 @@ class DockerHosts:
                 return live[0], await admission.take(live[0], "run", config.host_cap)
             delay = admission.POLL_S
             while True:
-                ranked = sorted(live, key=lambda u: admission.held(u, "run", config.host_cap))
+                ranked = await anyio.to_thread.run_sync(self._by_free_slots, live, config.host_cap)
                 for url in ranked:
                     slot = admission.try_take(url, "run", config.host_cap)
                     if slot is not None:
@@ -174,6 +168,24 @@ class DockerHosts:
                 await anyio.sleep(delay)
                 delay = min(admission.MAX_POLL_S, delay * 1.5)
                 live = await anyio.to_thread.run_sync(self.require_sync, urls)
+
+    def _by_free_slots(self, urls: list[str], cap: int) -> list[str]:
+        """``urls``, fewest held run slots first. Counting probes every slot file (~5 ms per
+        host at a cap of 1000), so a count ranks placements for RANK_TTL_S, each ranking
+        adding one to the host it puts first (the take it is about to make): a burst of
+        placements counts once and still spreads. Only the ranking is approximate; the slots
+        themselves are exact (try_take)."""
+        with self._rank_lock:  # one thread counts; the others of a burst use its count
+            counts = {}
+            for url in urls:
+                counted = self._held.get((url, cap))
+                if counted is None or time.monotonic() - counted[0] > RANK_TTL_S:
+                    counted = self._held[url, cap] = (time.monotonic(), admission.held(url, "run", cap))
+                counts[url] = counted[1]
+            ranked = sorted(urls, key=counts.__getitem__)
+            at, n = self._held[ranked[0], cap]
+            self._held[ranked[0], cap] = (at, n + 1)
+        return ranked
 
     # ------------------------------------------------------------------ images
 

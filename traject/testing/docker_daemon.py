@@ -202,6 +202,12 @@ def main() -> None:
     why = can_start()
     if why:
         raise SystemExit(f"cannot start a second daemon: {why}")
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # a background job's SIGINT may be ignored: stop on SIGTERM as well
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     with SecondDaemon() as daemon:
         print(daemon.url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
