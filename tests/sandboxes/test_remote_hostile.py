@@ -1,11 +1,12 @@
-"""The hostile-code suite again, on a second Docker daemon reached over tcp (a remote host:
-no shared filesystem, so every call goes over the stdio channel)."""
+"""The hostile-code suite again, on remote Docker hosts: the second daemon reached over tcp, and
+the same daemon behind a test sshd reached over ssh. No shared filesystem, so every call goes
+over the stdio channel (over ssh: through an ssh stream)."""
 
 from __future__ import annotations
 
 import pytest
 from sandbox_support import test_config
-from test_docker_hostile import (  # noqa: F401 - collected again here, on the remote daemon
+from test_docker_hostile import (  # noqa: F401 - collected again here, on each remote host
     test_a_container_killed_from_outside_is_a_clear_sandbox_error,
     test_a_huge_file_is_bounded_by_the_workspace_size,
     test_allocating_past_the_memory_limit_is_an_oom_observation,
@@ -19,11 +20,12 @@ from test_docker_hostile import (  # noqa: F401 - collected again here, on the r
 pytestmark = [pytest.mark.anyio, pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture
-def docker_config(docker_image, second_daemon):
+@pytest.fixture(params=["tcp", "ssh"])
+def docker_config(request, docker_image):
+    host = request.getfixturevalue("second_daemon" if request.param == "tcp" else "ssh_host")
+
     def make(**overrides):
-        return test_config(**{"backend": "docker", "image": docker_image, "hosts": (second_daemon.url,),
-                              **overrides})
+        return test_config(**{"backend": "docker", "image": docker_image, "hosts": (host.url,), **overrides})
 
     return make
 
