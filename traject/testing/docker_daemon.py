@@ -202,6 +202,7 @@ def main() -> None:
     why = can_start()
     if why:
         raise SystemExit(f"cannot start a second daemon: {why}")
+
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
