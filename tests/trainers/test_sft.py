@@ -75,3 +75,23 @@ def test_sft_trains_only_assistant_tokens_and_lowers_the_loss(tmp_path, tiny_mod
             on_step=lambda i, m: losses.append(m["sft/loss"]))
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_sft_schedule_warms_up_then_decays_to_the_floor(tmp_path, tiny_model_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from traject.agents.chat_renderer import ChatRenderer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    seqs = supervised_sequences(ChatRenderer(tok), load_chat_jsonl(write(tmp_path, [convo(7, "fig")])))
+    lrs = []
+    cfg = SFTConfig(steps=10, batch_size=1, lr=1e-3, warmup_steps=2, schedule="cosine", min_lr_ratio=0.1)
+    run_sft(model, seqs, cfg, pad_id=tok.pad_token_id, on_step=lambda i, m: lrs.append(m["sft/lr"]))
+    assert len(lrs) == 10 and max(lrs) == pytest.approx(1e-3)
+    assert lrs == sorted(lrs[:2]) + sorted(lrs[2:], reverse=True)  # up during warmup, then down
+    assert lrs[-1] == pytest.approx(1e-4)
+    constant = []
+    run_sft(model, seqs, SFTConfig(steps=4, batch_size=1, lr=1e-3), pad_id=tok.pad_token_id,
+            on_step=lambda i, m: constant.append(m["sft/lr"]))
+    assert constant == pytest.approx([1e-3] * 4)
