@@ -1,6 +1,14 @@
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+# A suite started as a background job (`make test &`, nohup) inherits SIGINT ignored, and so
+# would every process the Ctrl-C tests start: they would never see their SIGINT. With a
+# handler here, exec resets it to the default in those children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
