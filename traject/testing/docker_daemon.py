@@ -19,10 +19,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from traject.sandboxes.docker_client import LABEL, ping_host
+from traject.testing.processes import start_logged, wait_until_up
 
 
 CACHE_DATA_ROOT = os.environ.get("TRAJECT_TEST_DOCKERD_DATA", "/var/tmp/traject-dockerd-data")
@@ -99,17 +99,9 @@ class SecondDaemon:
 
     def start(self, timeout: float = 60.0) -> SecondDaemon:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while ping_host(self.url, 1.0) is not None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                self.kill()
-                raise RuntimeError(f"the second dockerd did not come up: {tail}")
-            time.sleep(0.2)
+        self.proc = start_logged(self.argv(), self.log_path)
+        wait_until_up(self.proc, lambda: ping_host(self.url, 1.0) is None, what="the second dockerd",
+                      log_path=self.log_path, timeout=timeout, on_failure=self.kill)
         return self
 
     def kill(self) -> None:

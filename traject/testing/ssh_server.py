@@ -20,10 +20,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from traject.testing.docker_daemon import descendants, free_port
+from traject.testing.processes import start_logged, wait_until_up
 
 SSHD = "/usr/sbin/sshd"
 
@@ -86,21 +86,17 @@ class TestSshd:
     def start(self, timeout: float = 20.0) -> TestSshd:
         self._write_configs()
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                self.stop()
-                raise RuntimeError(f"the test sshd did not come up: {tail}")
-            time.sleep(0.05)
+        self.proc = start_logged([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")], self.log_path)
+        wait_until_up(self.proc, self._answers, what="the test sshd", log_path=self.log_path, timeout=timeout,
+                      on_failure=self.stop, interval=0.05)
         return self
+
+    def _answers(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def client_env(self, env: dict[str, str] | None = None) -> dict[str, str]:
         """``env`` (default: this process's) with the test's ``ssh`` wrapper first on PATH."""
