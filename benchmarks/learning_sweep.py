@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,10 +56,15 @@ def _run_seed(job: tuple[int, list[str], list[str], int, int | None, str]) -> li
 
 async def _seed(seed: int, variants: list[str], sft_set: list[str], eval_every: int, steps: int | None,
                 out: str) -> list[dict[str, Any]]:
-    from traject.trainers.config import config_from_dict
     from traject.trainers.local import LocalTrainer
     from traject.trainers.metrics import read_metrics
-    from traject.trainers.quickstart import quickstart_config, sft_baseline, validation_tasks
+    from traject.trainers.quickstart import (
+        phase_config,
+        quickstart_config,
+        sft_baseline,
+        validation_split,
+        validation_tasks,
+    )
 
     root = Path(out) / f"seed{seed}"
     base = quickstart_config(out=root, seed=seed, overrides=["trainer.threads=1", *sft_set])
@@ -71,15 +77,10 @@ async def _seed(seed: int, variants: list[str], sft_set: list[str], eval_every: 
     runs = []
     for name in variants:
         t0 = time.perf_counter()
-        data = quickstart_config(out=root / "rl", seed=seed, steps=steps, overrides=["trainer.threads=1", *sft_set, *VARIANTS[name]]
-                                 ).model_dump(mode="json")
-        data["sft"]["enabled"] = False
-        data["eval"]["tasks"] = {**data["eval"]["tasks"], "split": "validation"}
-        data["eval"]["every"] = eval_every
-        data["trainer"]["out_dir"] = str(root / f"rl_{name.replace(' ', '_').replace(',', '')}")
-        cfg = config_from_dict(data, source=f"sweep variant {name!r}")
-        import shutil
-
+        variant = quickstart_config(out=root, seed=seed, steps=steps,
+                                    overrides=["trainer.threads=1", *sft_set, *VARIANTS[name]])
+        cfg = phase_config(variant, root / f"rl_{name.replace(' ', '_').replace(',', '')}", sft__enabled=False,
+                           eval__every=eval_every, eval__tasks=validation_split(variant))
         shutil.rmtree(cfg.trainer.out_dir, ignore_errors=True)
         rl = LocalTrainer(cfg, model=copy.deepcopy(start.model), tokenizer=start.tokenizer, log_fn=log)
         await rl.arun()

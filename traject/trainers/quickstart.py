@@ -51,7 +51,8 @@ from traject.trainers.metrics import read_metrics
 from traject.types import Status, Task, Trajectory
 
 __all__ = ["QUICKSTART", "PhaseResult", "QuickstartReport", "RewardTrend", "plot_reward_curve", "quickstart_config",
-           "reward_trend", "run_quickstart", "sft_baseline", "validation_tasks"]
+           "phase_config", "reward_trend", "run_quickstart", "sft_baseline", "validation_split",
+           "validation_tasks"]
 
 _TASKS = {"items_per_order": 2, "max_quantity": 2, "max_price": 4, "quantity_words": True}
 
@@ -226,7 +227,8 @@ def _fmt(e: Estimate) -> str:
 # --- the run ------------------------------------------------------------------------------------
 
 
-def _phase_config(config: TrainConfig, out: Path, **changes: Any) -> TrainConfig:
+def phase_config(config: TrainConfig, out: Path, **changes: Any) -> TrainConfig:
+    """``config`` for one phase run in ``out``, with ``section__field=value`` changes."""
     data = config.model_dump(mode="json")
     data["trainer"]["out_dir"] = str(out)
     for dotted, value in changes.items():
@@ -239,17 +241,21 @@ async def sft_baseline(config: TrainConfig, out: Path, *, only_successful: bool,
                        log: Callable[[str], None] = print) -> LocalTrainer:
     """Baseline (a) (``only_successful=False``) or (b): the config's SFT phase alone, in
     ``out``; the returned trainer holds the model."""
-    cfg = _phase_config(config, out, sft__only_successful=only_successful, trainer__steps=0)
+    cfg = phase_config(config, out, sft__only_successful=only_successful, trainer__steps=0)
     trainer = LocalTrainer(cfg, log_fn=log)
     trainer.setup()
     await trainer.warm_start()
     return trainer
 
 
+def validation_split(config: TrainConfig) -> dict[str, Any]:
+    """The held-out tasks' generator options on the ``validation`` split (its own random
+    stream): what chooses RL's start and tunes it, so the test tasks choose nothing."""
+    return {**dict(config.eval.tasks), "split": "validation"}
+
+
 def validation_tasks(trainer: LocalTrainer) -> list[Task]:
-    """The tasks that choose RL's start: the held-out tasks' generator options, on the
-    ``validation`` split (its own random stream), so the test tasks choose nothing."""
-    return trainer._tasks({**dict(trainer.config.eval.tasks), "split": "validation"}, None)
+    return trainer._tasks(validation_split(trainer.config), None)
 
 
 async def _sampled(trainer: LocalTrainer, k: int, n_tasks: int) -> list[Trajectory]:
@@ -281,7 +287,7 @@ async def _run(config: TrainConfig, k: int, sampled_tasks: int, log: Callable[[s
     best = max(("sft_all", "sft_success"), key=lambda n: selection[n])
     log(f"--- {PHASES['rl']}, from {PHASES[best]}")
     start = trainers[best]
-    rl_cfg = _phase_config(config, out / "rl", sft__enabled=False)
+    rl_cfg = phase_config(config, out / "rl", sft__enabled=False)
     rl = LocalTrainer(rl_cfg, model=copy.deepcopy(start.model), tokenizer=start.tokenizer, log_fn=log)
     result = await rl.arun()
     final = result.evals["final"].trajectories if "final" in result.evals else []
